@@ -1,0 +1,59 @@
+"""mindskip: Router-Tuning and MindSkip (arXiv 2410.13184) on Hugging Face causal LMs.
+
+The core (config, routing, layers, surgery) depends on torch and transformers only.
+Names are imported lazily, so ``import mindskip.report`` stays free of torch.
+
+Three lines::
+
+    model = apply_mindskip(model, MindSkipConfig(unit="attn", routing="sequence", num_routed=16))
+    load_routers(model, "results/routers/<run>")      # or: mindskip.train.train_routers(...)
+    logits = model(input_ids).logits                  # skipped sublayers are not computed
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "config": ["ConfigError", "MindSkipConfig"],
+    "layers": ["MindSkipLayer"],
+    "routing": ["Router", "RoutingContext", "masked_mean", "straight_through_gate"],
+    "surgery": [
+        "PrunedLayer",
+        "RouterFileError",
+        "RoutingStats",
+        "apply_mindskip",
+        "decoder_layers",
+        "forced_decisions",
+        "get_config",
+        "is_mindskip",
+        "load_routers",
+        "mindskip_layers",
+        "read_router_config",
+        "remove_mindskip",
+        "remove_sublayers",
+        "reset_routing_stats",
+        "router_parameters",
+        "routers_hash",
+        "routing_stats",
+        "save_routers",
+        "set_decisions",
+        "set_thresholds",
+    ],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = [*_WHERE, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mindskip' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

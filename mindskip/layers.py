@@ -1,0 +1,336 @@
+"""The routed decoder layer: a wrapper that owns a router and calls the stock sublayers.
+
+It is swapped into ``model.model.layers[i]`` by :func:`mindskip.apply_mindskip`. It works
+on the Llama-style decoder layer shared by Llama, Mistral and Qwen2 in transformers 5.x:
+``input_layernorm -> self_attn -> residual -> post_attention_layernorm -> mlp -> residual``.
+
+Real skipping: only the rows that execute (sequences, or tokens for token routing) are
+gathered into the sublayer, and its output is scattered back. When no row executes, the
+sublayer is not called. A sequence that skips a layer's attention writes no KV cache for
+it. Sequence decisions are made once, at prefill, and stored on the cache object, so every
+decode step reuses them.
+
+Token routing on attention (and on the attention half of a block) skips the query side
+only: every token's keys and values are still computed and cached, because later tokens
+attend to them. That is the paper's semantics (the output of attention is gated per
+token), computed without the skipped queries, projections and attention rows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .routing import Router, RoutingContext, masked_mean, straight_through_gate
+
+# A forced decision: True (execute), False (skip), a bool tensor (B,) or (B, T), or a
+# callable (layer, batch, length) -> such a tensor. None means: the router decides.
+Force = bool | torch.Tensor | Callable[["MindSkipLayer", int, int], torch.Tensor] | None
+
+_CACHE_KEYS = ("cache", "past_key_values")  # transformers >= 5.2x renamed the argument
+_DECISIONS_ATTR = "_mindskip_decisions"
+
+
+class MindSkipLayer(GradientCheckpointingLayer):
+    """A decoder layer whose ``unit`` runs only where its router says so."""
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        layer_idx: int,
+        hidden_size: int,
+        unit: str,
+        routing: str,
+        threshold: float,
+        context: RoutingContext,
+    ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.layer_idx = layer_idx
+        self.unit = unit
+        self.routing = routing
+        self.threshold = threshold
+        self.context = context
+        device = next(layer.parameters()).device
+        self.router = Router(hidden_size, device=device)
+        self.full_compute_in_training = True
+        self.force: Force = None
+        self.reset_stats()
+
+    # ------------------------------------------------------------------ statistics
+    def reset_stats(self) -> None:
+        self.last_exec: torch.Tensor | None = None
+        self.last_weight: torch.Tensor | None = None
+        self.last_scores: torch.Tensor | None = None
+        self.last_gate: torch.Tensor | None = None
+        self.executed_total = 0.0
+        self.decisions_total = 0.0
+
+    def _record(self, exec_: torch.Tensor, weight: torch.Tensor, scores: torch.Tensor | None):
+        self.last_exec = exec_.detach()
+        self.last_weight = weight
+        self.last_scores = None if scores is None else scores.detach()
+        self.executed_total += float((exec_.float() * weight).sum())
+        self.decisions_total += float(weight.sum())
+
+    # ------------------------------------------------------------------ decisions
+    def _forced(self, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
+        f = self.force
+        if f is None:
+            return None
+        if callable(f) and not isinstance(f, torch.Tensor):
+            f = f(self, batch, length)
+        shape = (batch,) if self.routing == "sequence" else (batch, length)
+        if isinstance(f, bool):
+            return torch.full(shape, f, dtype=torch.bool, device=device)
+        f = f.to(device=device, dtype=torch.bool)
+        if f.shape != shape:
+            raise ValueError(
+                f"layer {self.layer_idx}: forced decisions have shape {tuple(f.shape)}, "
+                f"expected {shape} for {self.routing} routing"
+            )
+        return f
+
+    def _decide(self, h: torch.Tensor, cache: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Execute mask (B,) or (B, T), and the straight-through gate when training."""
+        batch, length, _ = h.shape
+        stored = getattr(cache, _DECISIONS_ATTR, None) if cache is not None else None
+        if self.routing == "sequence" and stored is not None and self.layer_idx in stored:
+            exec_ = stored[self.layer_idx]
+            if exec_.shape[0] != batch:
+                raise RuntimeError(
+                    f"MindSkip: the cache holds decisions for {exec_.shape[0]} sequences but "
+                    f"the batch has {batch}; cache reordering or batch expansion after prefill "
+                    "is not supported with sequence routing"
+                )
+            return exec_, None
+
+        token_mask = self.context.token_mask(batch, length, h.device)
+        if self.routing == "sequence":
+            weight = torch.ones(batch, device=h.device)
+        else:
+            weight = (
+                torch.ones(batch, length, device=h.device)
+                if token_mask is None
+                else token_mask.float()
+            )
+
+        gate = None
+        scores = None
+        exec_ = self._forced(batch, length, h.device)
+        if exec_ is None:
+            x = masked_mean(h, token_mask) if self.routing == "sequence" else h
+            train = (
+                self.training and torch.is_grad_enabled() and self.router.proj.weight.requires_grad
+            )
+            with torch.set_grad_enabled(train):
+                scores = self.router(x)
+            exec_ = scores >= self.threshold
+            if train:
+                gate = straight_through_gate(scores, self.threshold)
+        self.last_gate = gate
+        self._record(exec_, weight, scores)
+        if self.routing == "sequence" and cache is not None:
+            _store_decision(cache, self.layer_idx, exec_)
+        return exec_, gate
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if args:
+            raise TypeError("MindSkipLayer takes hidden_states positionally, the rest by keyword")
+        cache = next((kwargs[k] for k in _CACHE_KEYS if kwargs.get(k) is not None), None)
+        x = hidden_states
+        layer = self.layer
+        if self.unit == "mlp":
+            attn_out = layer.self_attn(hidden_states=layer.input_layernorm(x), **kwargs)[0]
+            x = x + attn_out
+            h = layer.post_attention_layernorm(x)
+        else:
+            h = layer.input_layernorm(x)
+
+        exec_, gate = self._decide(h, cache)
+        if gate is not None and self.full_compute_in_training:
+            return self._gated_full(x, h, gate, kwargs)
+        if bool(exec_.all()):
+            return self._run_all(x, h, kwargs)
+        if self.routing == "sequence":
+            return self._run_sequences(x, h, exec_, kwargs)
+        return self._run_tokens(x, h, exec_, kwargs, cache)
+
+    def _run_all(self, x: torch.Tensor, h: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        """Every row executes: exactly the stock layer's arithmetic."""
+        layer = self.layer
+        if self.unit == "block":
+            return layer(x, **kwargs)
+        if self.unit == "mlp":
+            return x + layer.mlp(h)
+        x = x + layer.self_attn(hidden_states=h, **kwargs)[0]
+        return x + layer.mlp(layer.post_attention_layernorm(x))
+
+    def _mlp_tail(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layer.mlp(self.layer.post_attention_layernorm(x))
+
+    def _gated_full(self, x: torch.Tensor, h: torch.Tensor, gate: torch.Tensor, kwargs: dict):
+        """Training: compute the unit for all rows, multiply by the straight-through gate."""
+        g = gate.to(x.dtype).view(*gate.shape, *([1] * (x.dim() - gate.dim())))
+        layer = self.layer
+        if self.unit == "block":
+            return x + g * (layer(x, **kwargs) - x)
+        if self.unit == "mlp":
+            return x + g * layer.mlp(h)
+        x = x + g * layer.self_attn(hidden_states=h, **kwargs)[0]
+        return self._mlp_tail(x)
+
+    def _run_sequences(self, x: torch.Tensor, h: torch.Tensor, exec_: torch.Tensor, kwargs: dict):
+        idx = exec_.nonzero().squeeze(1)
+        layer = self.layer
+        if self.unit == "attn":
+            if idx.numel() > 0:
+                sub = _gather_kwargs(kwargs, idx, x.shape[0])
+                out = layer.self_attn(hidden_states=h.index_select(0, idx), **sub)[0]
+                x = x.index_add(0, idx, out)
+            return self._mlp_tail(x)
+        if idx.numel() == 0:
+            return x
+        if self.unit == "mlp":
+            return x.index_add(0, idx, layer.mlp(h.index_select(0, idx)))
+        sub = _gather_kwargs(kwargs, idx, x.shape[0])
+        out = layer(x.index_select(0, idx), **sub)
+        return x.index_copy(0, idx, out)
+
+    def _run_tokens(self, x, h, exec_, kwargs, cache) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        flat = exec_.reshape(-1).nonzero().squeeze(1)
+        layer = self.layer
+        if self.unit == "mlp":
+            out = layer.mlp(h.reshape(-1, hidden).index_select(0, flat))
+            return x.reshape(-1, hidden).index_add(0, flat, out).view(batch, length, hidden)
+        if flat.numel() == 0 and cache is None:
+            return self._mlp_tail(x) if self.unit == "attn" else x
+        x_attn = _token_attention(layer.self_attn, h, exec_, kwargs, cache).to(x.dtype)
+        x_attn = x + x_attn
+        if self.unit == "attn":
+            return self._mlp_tail(x_attn)
+        # block: the MLP half runs on executing tokens only; skipped tokens keep x
+        xf = x_attn.reshape(-1, hidden).index_select(0, flat)
+        out = xf + layer.mlp(layer.post_attention_layernorm(xf))
+        return x.reshape(-1, hidden).index_copy(0, flat, out).view(batch, length, hidden)
+
+
+def _store_decision(cache: Any, layer_idx: int, exec_: torch.Tensor) -> None:
+    stored = getattr(cache, _DECISIONS_ATTR, None)
+    if stored is None:
+        stored = {}
+        setattr(cache, _DECISIONS_ATTR, stored)
+        _guard_reordering(cache, stored)
+    stored[layer_idx] = exec_.detach()
+
+
+def _guard_reordering(cache: Any, stored: dict[int, torch.Tensor]) -> None:
+    """Refuse cache reordering (beam search, contrastive search) when rows are compacted.
+
+    A layer that some sequences skipped holds fewer cache rows than the batch, so a
+    reorder by batch index would scramble it. Refusing is better than wrong output.
+    """
+    for name in ("reorder_cache", "batch_select_indices", "batch_repeat_interleave"):
+        original = getattr(cache, name, None)
+        if original is None:
+            continue
+
+        def guarded(*a: Any, _original: Callable = original, _name: str = name, **k: Any):
+            if any(bool((~e).any()) for e in stored.values()):
+                raise NotImplementedError(
+                    f"MindSkip: {_name} on a KV cache with skipped layers is not supported "
+                    "(beam search, contrastive search). Use greedy or sampling decoding."
+                )
+            return _original(*a, **k)
+
+        setattr(cache, name, guarded)
+
+
+def _gather_kwargs(kwargs: dict, idx: torch.Tensor, batch: int) -> dict:
+    """Select rows ``idx`` of every batch-first tensor argument (masks, positions, RoPE)."""
+
+    def pick(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[0] == batch:
+            return v.index_select(0, idx)
+        if isinstance(v, tuple) and v and all(isinstance(t, torch.Tensor) for t in v):
+            return tuple(pick(t) for t in v)
+        return v
+
+    return {k: pick(v) for k, v in kwargs.items()}
+
+
+def _token_attention(
+    attn: nn.Module, h: torch.Tensor, exec_: torch.Tensor, kwargs: dict, cache: Any
+) -> torch.Tensor:
+    """Attention output (B, T, hidden) with queries computed for executing tokens only.
+
+    Keys and values are computed (and cached) for every token. Executing queries are
+    packed per sequence, keep their own positions (RoPE) and their own rows of the
+    causal mask, and attend through the model's configured attention function.
+    """
+    module = sys.modules[type(attn).__module__]
+    batch, length, hidden = h.shape
+    head_dim = attn.head_dim
+    cos, sin = kwargs["position_embeddings"]
+    cos, sin = cos.expand(batch, -1, -1), sin.expand(batch, -1, -1)
+
+    k = attn.k_proj(h).view(batch, length, -1, head_dim).transpose(1, 2)
+    v = attn.v_proj(h).view(batch, length, -1, head_dim).transpose(1, 2)
+    _, k = module.apply_rotary_pos_emb(k, k, cos, sin)
+    if cache is not None:
+        k, v = cache.update(k, v, attn.layer_idx)
+
+    counts = exec_.sum(dim=1)
+    n_q = int(counts.max())
+    out = h.new_zeros(batch, length, hidden)
+    if n_q == 0:
+        return out
+    ar = torch.arange(length, device=h.device)
+    # executing positions first, in order; the rest after (they fill the padding slots)
+    order = torch.argsort(torch.where(exec_, ar, ar + length), dim=1, stable=True)[:, :n_q]
+    valid = torch.arange(n_q, device=h.device) < counts.unsqueeze(1)
+
+    hq = h.gather(1, order.unsqueeze(-1).expand(-1, -1, hidden))
+    q = attn.q_proj(hq).view(batch, n_q, -1, head_dim).transpose(1, 2)
+    idx3 = order.unsqueeze(-1).expand(-1, -1, cos.shape[-1])
+    q, _ = module.apply_rotary_pos_emb(q, q, cos.gather(1, idx3), sin.gather(1, idx3))
+
+    kv_len = k.shape[-2]
+    mask = kwargs.get("attention_mask")
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+        mask = mask.expand(batch, -1, -1, -1)
+        mask = mask.gather(2, order[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
+    elif mask is None:
+        past = kv_len - length
+        mask = torch.arange(kv_len, device=h.device)[None, None, :] <= (order + past)[:, :, None]
+        mask = mask.unsqueeze(1)
+    else:
+        raise NotImplementedError(
+            "MindSkip token routing on attention needs a 4-D attention mask (sdpa or eager); "
+            f"got a {mask.dim()}-D mask"
+        )
+    impl = attn.config._attn_implementation
+    fn = (
+        module.eager_attention_forward if impl in (None, "eager") else ALL_ATTENTION_FUNCTIONS[impl]
+    )
+    o, _ = fn(
+        attn,
+        q,
+        k,
+        v,
+        mask,
+        dropout=0.0,
+        scaling=attn.scaling,
+        sliding_window=getattr(attn, "sliding_window", None),
+    )
+    o = attn.o_proj(o.reshape(batch, n_q, -1))
+    flat = (order + torch.arange(batch, device=h.device)[:, None] * length)[valid]
+    return out.view(-1, hidden).index_copy(0, flat, o[valid]).view(batch, length, hidden)

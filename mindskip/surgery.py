@@ -1,0 +1,357 @@
+"""Model surgery: apply, remove, save, load, force decisions, routing statistics.
+
+Also the *hand-removed* reference model (:func:`remove_sublayers`): the same sublayers
+deleted by hand, which is the ceiling that routing is measured against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ConfigError, MindSkipConfig
+from .layers import Force, MindSkipLayer
+from .routing import RoutingContext
+
+ROUTERS_FILE = "routers.safetensors"
+CONFIG_FILE = "mindskip_config.json"
+_STATE_ATTR = "_mindskip_state"
+_REQUIRED = ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm")
+
+
+class RouterFileError(ValueError):
+    """A router file that does not fit the model it is loaded into."""
+
+
+@dataclass
+class _State:
+    config: MindSkipConfig
+    context: RoutingContext
+    hook: Any
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder layer list of a causal LM (``model.model.layers``)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"{type(model).__name__} has no decoder layer list (model.model.layers)")
+    return layers
+
+
+def _num_layers(model: nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+def _hidden_size(model: nn.Module) -> int:
+    return int(model.config.hidden_size)
+
+
+def is_mindskip(model: nn.Module) -> bool:
+    return hasattr(model, _STATE_ATTR)
+
+
+def get_config(model: nn.Module) -> MindSkipConfig:
+    if not is_mindskip(model):
+        raise ValueError("this model has no MindSkip routers (call apply_mindskip first)")
+    return getattr(model, _STATE_ATTR).config
+
+
+def mindskip_layers(model: nn.Module) -> dict[int, MindSkipLayer]:
+    """Routed layers by index."""
+    return {
+        i: layer
+        for i, layer in enumerate(decoder_layers(model))
+        if isinstance(layer, MindSkipLayer)
+    }
+
+
+def apply_mindskip(model: nn.Module, config: MindSkipConfig) -> nn.Module:
+    """Swap each routed decoder layer for a :class:`MindSkipLayer` with a zero router.
+
+    Raises if the model already has routers (remove them first), if the layers are not
+    of the Llama/Mistral/Qwen2 shape, or if the config does not fit the model.
+    """
+    if is_mindskip(model):
+        raise ValueError("MindSkip is already applied to this model; call remove_mindskip first")
+    layers = decoder_layers(model)
+    routed = config.routed_layers(len(layers))
+    for i in routed:
+        missing = [a for a in _REQUIRED if not hasattr(layers[i], a)]
+        if missing:
+            raise TypeError(
+                f"decoder layer {i} ({type(layers[i]).__name__}) lacks {missing}: "
+                "MindSkip supports Llama-style decoder layers (Llama, Mistral, Qwen2)"
+            )
+    context = RoutingContext()
+    hidden = _hidden_size(model)
+    for i in routed:
+        wrapper = MindSkipLayer(
+            layers[i],
+            layer_idx=i,
+            hidden_size=hidden,
+            unit=config.unit,
+            routing=config.routing,
+            threshold=config.threshold_for(i),
+            context=context,
+        )
+        wrapper.full_compute_in_training = config.full_compute_in_training
+        wrapper.gradient_checkpointing = getattr(layers[i], "gradient_checkpointing", False)
+        if hasattr(layers[i], "_gradient_checkpointing_func"):
+            wrapper._gradient_checkpointing_func = layers[i]._gradient_checkpointing_func
+        wrapper.train(layers[i].training)
+        layers[i] = wrapper
+
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+
+    def remember_inputs(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        context.input_ids = kwargs.get("input_ids", args[0] if args else None)
+        context.attention_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    hook = decoder.register_forward_pre_hook(remember_inputs, with_kwargs=True)
+    setattr(model, _STATE_ATTR, _State(config, context, hook))
+    return model
+
+
+def remove_mindskip(model: nn.Module) -> nn.Module:
+    """Restore the stock decoder layers and drop the routers."""
+    if not is_mindskip(model):
+        return model
+    layers = decoder_layers(model)
+    for i, layer in list(mindskip_layers(model).items()):
+        layers[i] = layer.layer
+    getattr(model, _STATE_ATTR).hook.remove()
+    delattr(model, _STATE_ATTR)
+    return model
+
+
+def set_thresholds(model: nn.Module, thresholds: Mapping[int, float]) -> MindSkipConfig:
+    """Set per-layer tau (calibration) and return the updated config."""
+    cfg = get_config(model)
+    merged = dict(cfg.layer_thresholds or ())
+    merged.update({int(i): float(t) for i, t in thresholds.items()})
+    cfg = cfg.replace(layer_thresholds=tuple(sorted(merged.items())))
+    for i, layer in mindskip_layers(model).items():
+        layer.threshold = cfg.threshold_for(i)
+    getattr(model, _STATE_ATTR).config = cfg
+    return cfg
+
+
+def router_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for layer in mindskip_layers(model).values() for p in layer.router.parameters()]
+
+
+# ---------------------------------------------------------------------- save / load
+def _fingerprint(model: nn.Module) -> dict[str, str]:
+    return {
+        "num_layers": str(_num_layers(model)),
+        "hidden_size": str(_hidden_size(model)),
+        "model_type": str(getattr(model.config, "model_type", "")),
+    }
+
+
+def save_routers(model: nn.Module, path: str | Path) -> Path:
+    """Write ``routers.safetensors`` (router weights only) and the config as JSON."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = get_config(model)
+    tensors = {
+        f"layers.{i}.router.weight": layer.router.proj.weight.detach().cpu().contiguous()
+        for i, layer in mindskip_layers(model).items()
+    }
+    meta = {**_fingerprint(model), "mindskip_config": cfg.to_json()}
+    save_file(tensors, str(path / ROUTERS_FILE), metadata=meta)
+    (path / CONFIG_FILE).write_text(json.dumps({**meta, "config": cfg.to_dict()}, indent=2) + "\n")
+    return path
+
+
+def read_router_config(path: str | Path) -> MindSkipConfig:
+    data = json.loads((Path(path) / CONFIG_FILE).read_text())
+    return MindSkipConfig.from_dict(data["config"])
+
+
+def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load routers saved by :func:`save_routers`; applies MindSkip first if needed.
+
+    A file made for another model (layer count, hidden size, family) or another routing
+    config is a :class:`RouterFileError`, never a silent partial load.
+    """
+    path = Path(path)
+    file = path / ROUTERS_FILE
+    if not file.exists():
+        raise RouterFileError(f"no {ROUTERS_FILE} in {path}")
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as f:
+        meta = f.metadata() or {}
+    expected = _fingerprint(model)
+    for key, want in expected.items():
+        if meta.get(key) != want:
+            raise RouterFileError(
+                f"{file} was saved for {key}={meta.get(key)!r}, but this model has {key}={want!r}"
+            )
+    try:
+        saved = MindSkipConfig.from_dict(json.loads(meta["mindskip_config"]))
+    except (KeyError, ConfigError, json.JSONDecodeError) as e:
+        raise RouterFileError(f"{file} has no valid mindskip_config metadata: {e}") from e
+    if is_mindskip(model):
+        if get_config(model).replace(layer_thresholds=None) != saved.replace(layer_thresholds=None):
+            raise RouterFileError(
+                f"{file} holds routers for {saved}, "
+                f"but the model is routed with {get_config(model)}"
+            )
+    else:
+        apply_mindskip(model, saved)
+    if saved.layer_thresholds:
+        set_thresholds(model, dict(saved.layer_thresholds))
+    tensors = load_file(str(file))
+    layers = mindskip_layers(model)
+    wanted = {f"layers.{i}.router.weight" for i in layers}
+    if set(tensors) != wanted:
+        raise RouterFileError(
+            f"{file} has routers for {sorted(tensors)}, expected {sorted(wanted)}"
+        )
+    with torch.no_grad():
+        for i, layer in layers.items():
+            w = tensors[f"layers.{i}.router.weight"]
+            if w.shape != layer.router.proj.weight.shape:
+                raise RouterFileError(f"router {i} has shape {tuple(w.shape)} in {file}")
+            layer.router.proj.weight.copy_(w)
+    return model
+
+
+def routers_hash(path: str | Path) -> str:
+    """sha256 of a saved router file, for provenance records."""
+    return hashlib.sha256((Path(path) / ROUTERS_FILE).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------- forcing
+def set_decisions(model: nn.Module, decisions: Force | Mapping[int, Force] | str) -> None:
+    """Force decisions: ``"execute"``, ``"skip"``, ``None`` (routers decide), or per layer.
+
+    Per layer, a value is True/False, a bool tensor (B,) or (B, T), or a callable
+    ``(layer, batch, length) -> tensor``. Layers missing from a mapping use their router.
+    """
+    layers = mindskip_layers(model)
+    if isinstance(decisions, str):
+        if decisions not in ("execute", "skip"):
+            raise ValueError(
+                f"decisions must be 'execute', 'skip', None or a mapping, got {decisions!r}"
+            )
+        decisions = decisions == "execute"
+    if isinstance(decisions, Mapping):
+        unknown = sorted(set(decisions) - set(layers))
+        if unknown:
+            raise ValueError(f"layers {unknown} are not routed (routed: {sorted(layers)})")
+        for i, layer in layers.items():
+            layer.force = decisions.get(i)
+    else:
+        for layer in layers.values():
+            layer.force = decisions
+
+
+@contextlib.contextmanager
+def forced_decisions(
+    model: nn.Module, decisions: Force | Mapping[int, Force] | str
+) -> Iterator[None]:
+    """Context manager form of :func:`set_decisions`; restores the previous state."""
+    layers = mindskip_layers(model)
+    before = {i: layer.force for i, layer in layers.items()}
+    set_decisions(model, decisions)
+    try:
+        yield
+    finally:
+        for i, layer in layers.items():
+            layer.force = before[i]
+
+
+# ---------------------------------------------------------------------- statistics
+@dataclass(frozen=True)
+class RoutingStats:
+    """Realised capacity: the fraction of (sequence or token, routed layer) decisions that
+    execute. ``skip_ratio`` is the fraction of *all* layers' unit sublayers skipped."""
+
+    num_layers: int
+    last: dict[int, float] = field(default_factory=dict)
+    total: dict[int, float] = field(default_factory=dict)
+    decisions: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def capacity(self) -> float:
+        d = sum(self.decisions.values())
+        return sum(self.total[i] * self.decisions[i] for i in self.total) / d if d else float("nan")
+
+    @property
+    def skip_ratio(self) -> float:
+        if not self.total:
+            return 0.0
+        return sum(1.0 - c for c in self.total.values()) / self.num_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_layers": self.num_layers,
+            "capacity": self.capacity,
+            "skip_ratio": self.skip_ratio,
+            "capacity_per_layer": {str(i): c for i, c in self.total.items()},
+            "last_capacity_per_layer": {str(i): c for i, c in self.last.items()},
+            "decisions_per_layer": {str(i): d for i, d in self.decisions.items()},
+        }
+
+
+def routing_stats(model: nn.Module) -> RoutingStats:
+    last, total, decisions = {}, {}, {}
+    for i, layer in mindskip_layers(model).items():
+        if layer.last_exec is not None:
+            w = layer.last_weight
+            last[i] = float((layer.last_exec.float() * w).sum() / w.sum().clamp_min(1))
+        if layer.decisions_total:
+            total[i] = layer.executed_total / layer.decisions_total
+            decisions[i] = layer.decisions_total
+    return RoutingStats(_num_layers(model), last, total, decisions)
+
+
+def reset_routing_stats(model: nn.Module) -> None:
+    for layer in mindskip_layers(model).values():
+        layer.reset_stats()
+
+
+# ---------------------------------------------------------------------- hand removal
+class PrunedLayer(nn.Module):
+    """A stock decoder layer with one unit removed by hand: the ceiling for skipping."""
+
+    def __init__(self, layer: nn.Module, unit: str) -> None:
+        super().__init__()
+        self.layer = layer
+        self.unit = unit
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x = hidden_states
+        layer = self.layer
+        if self.unit == "block":
+            return x
+        if self.unit == "attn":
+            return x + layer.mlp(layer.post_attention_layernorm(x))
+        return x + layer.self_attn(hidden_states=layer.input_layernorm(x), **kwargs)[0]
+
+
+def remove_sublayers(model: nn.Module, layers: list[int] | tuple[int, ...], unit: str) -> nn.Module:
+    """Delete ``unit`` from the given layers by hand (in place). Layer 0 cannot be removed."""
+    if unit not in ("attn", "mlp", "block"):
+        raise ValueError(f"unit must be attn, mlp or block, got {unit!r}")
+    stack = decoder_layers(model)
+    for i in layers:
+        if not 1 <= i < len(stack):
+            raise ValueError(f"layer {i} cannot be removed (allowed: 1..{len(stack) - 1})")
+        if isinstance(stack[i], MindSkipLayer | PrunedLayer):
+            raise ValueError(f"layer {i} is already wrapped")
+        stack[i] = PrunedLayer(stack[i], unit)
+    return model

@@ -1,0 +1,56 @@
+"""Tiny random models built from a config: fast, offline, one per supported family."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+)
+
+torch.set_num_threads(2)
+
+TINY = dict(
+    vocab_size=97,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=6,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+
+def make_model(
+    family: str = "llama", seed: int = 0, attn: str = "sdpa", **overrides
+) -> torch.nn.Module:
+    cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[family]
+    kwargs = {**TINY, **overrides}
+    if family == "qwen2":
+        kwargs.setdefault("use_sliding_window", False)
+    config = cls(**kwargs)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
+    return model.eval()
+
+
+@pytest.fixture(params=["llama", "mistral", "qwen2"])
+def family(request) -> str:
+    return request.param
+
+
+def randomise_routers(model: torch.nn.Module, seed: int = 0, scale: float = 3.0) -> None:
+    """Give routers random weights so that decisions differ between sequences."""
+    from mindskip import mindskip_layers
+
+    g = torch.Generator().manual_seed(seed)
+    for layer in mindskip_layers(model).values():
+        w = layer.router.proj.weight
+        with torch.no_grad():
+            w.copy_(torch.randn(w.shape, generator=g) * scale / w.shape[1] ** 0.5)

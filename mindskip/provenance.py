@@ -1,0 +1,66 @@
+"""What every result records: versions, environment, seeds and file hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("mindskip", "torch", "transformers", "datasets", "lm_eval", "snakemake")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """Machine stamp: CPU, threads, GPU name where there is one, date."""
+    env: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return env
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stamp(**extra: Any) -> dict[str, Any]:
+    """versions + environment + whatever the caller adds (seed, config, hashes)."""
+    return {"versions": versions(), "environment": environment(), **extra}
+
+
+def log_to_file(path: str | Path) -> None:
+    """Send logging and warnings to ``path`` (a rule's log file) and to stderr."""
+    import logging
+    import sys
+
+    handlers = [logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)]
+    fmt = "%(asctime)s %(name)s %(levelname)s %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt, handlers=handlers, force=True)
+    logging.captureWarnings(True)

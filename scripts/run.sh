@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run the default (embedded, offline) pipeline end to end.
+# Extra arguments go to snakemake, e.g. `bash scripts/run.sh --dry-run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+venv="${MINDSKIP_VENV:-.venv}"
+export PATH="$PWD/$venv/bin:$PATH"
+
+if [ -f workflow/Snakefile ]; then
+    exec snakemake --cores 2 --configfile config.yaml "$@"
+fi
+# Until the workflow exists, the pipeline is its first stage: the embedded assets.
+echo "[run] workflow/Snakefile not found: preparing the assets only"
+exec python -m mindskip.data prepare --out results/assets

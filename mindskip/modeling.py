@@ -1,7 +1,9 @@
-"""Load a causal LM and its tokenizer once per job (a hub id or a local folder)."""
+"""Load a causal LM and its tokenizer once per job: the embedded SmolLM2 folder
+(``"embedded"``), a hub id, or a local folder."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,29 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {known} or 'auto'") from None
 
 
+def resolve_model_source(source: str | Path, assets_dir: str | Path = "results/assets") -> str:
+    """``"embedded"`` becomes the converted SmolLM2 folder listed in the assets manifest."""
+    if str(source) != "embedded":
+        return str(source)
+    manifest = Path(assets_dir) / "manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(
+            f"{manifest} is missing: build the embedded assets first "
+            "(`python -m mindskip.data prepare --out results/assets`)"
+        )
+    for asset in json.loads(manifest.read_text())["assets"]:
+        if asset["kind"] == "model":
+            return asset["path"]
+    raise FileNotFoundError(f"{manifest} lists no model (was it prepared with --no-model?)")
+
+
+def pick_device(device: str = "auto") -> str:
+    """``"auto"``: CUDA when there is a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(
     path_or_id: str | Path,
     dtype: str | torch.dtype | None = "auto",
@@ -38,12 +63,17 @@ def load_model(
 ) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)``: ``AutoModelForCausalLM`` in eval mode on ``device``.
 
-    Extra keyword arguments go to ``from_pretrained`` (e.g. ``attn_implementation``).
+    ``path_or_id`` may be ``"embedded"`` (:func:`resolve_model_source`) and ``device``
+    ``"auto"``. Extra keyword arguments go to ``from_pretrained`` (e.g.
+    ``attn_implementation``). A tokenizer without a pad token pads with EOS.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = str(path_or_id)
+    source = resolve_model_source(path_or_id)
+    device = pick_device(device)
     tok = AutoTokenizer.from_pretrained(source)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(
         source, dtype=resolve_dtype(dtype, device), **kwargs
     )

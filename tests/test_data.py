@@ -139,7 +139,11 @@ def test_installed_mmlu_and_gsm8k():
 
 
 def test_bigbench_docs_format_target_and_stripping():
-    docs, skipped = bigbench_docs(_mc_task(task_prefix="Answer these.\n"), "fake")
+    cloze, _ = bigbench_docs(_mc_task(task_prefix="Answer these.\n"), "fake")
+    assert all("choice:" not in d["inputs"] for d in cloze)  # cloze prompts by default
+    docs, skipped = bigbench_docs(
+        _mc_task(task_prefix="Answer these.\n"), "fake", show_choices=True
+    )
     assert skipped == 2 and len(docs) == 2
     d = docs[0]
     assert d["multiple_choice_targets"] == ["apple", "stone", "car"]
@@ -148,7 +152,8 @@ def test_bigbench_docs_format_target_and_stripping():
     assert d["inputs"].endswith("\nA:")
     assert sorted(d["inputs"].split("\n  choice: ")[1:])[-1].startswith("stone")
     # choices are shown in a fixed order: same output on a second call
-    assert bigbench_docs(_mc_task(task_prefix="Answer these.\n"), "fake")[0] == docs
+    again = bigbench_docs(_mc_task(task_prefix="Answer these.\n"), "fake", show_choices=True)[0]
+    assert again == docs
 
 
 def test_bigbench_docs_custom_prefixes_without_choices():

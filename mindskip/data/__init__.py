@@ -25,6 +25,8 @@ from .instructions import (
     load_hf_instructions,
     load_instructions,
     normalize_text,
+    record_text,
+    training_records,
 )
 from .prepare import MODEL_SUBDIR, prepare_assets
 from .tasks import (
@@ -66,6 +68,8 @@ __all__ = [
     "load_instructions",
     "load_mmlu",
     "normalize_text",
+    "record_text",
+    "training_records",
     "prepare_assets",
     "smoke_eval",
     "smollm2_gguf",

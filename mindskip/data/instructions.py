@@ -296,3 +296,25 @@ def load_instructions(source: str | Path, split: str = "train") -> list[dict[str
     if str(source).endswith((".json", ".jsonl")):
         raise InstructionDataError(f"instruction file {source} does not exist")
     return load_hf_instructions(str(source), split)
+
+
+def training_records(
+    source: str, assets_dir: str | Path = "results/assets"
+) -> list[dict[str, str]]:
+    """Records for a config's ``datasets`` value: ``"embedded"`` (the held-out BIG-bench set
+    listed in ``<assets_dir>/manifest.json``), ``"hf:<dataset id>"``, or a local file."""
+    if source == "embedded":
+        manifest = Path(assets_dir) / "manifest.json"
+        if not manifest.exists():
+            raise InstructionDataError(
+                f"{manifest} is missing: build the assets first (python -m mindskip.data prepare)"
+            )
+        return load_alpaca_jsonl(read_json(manifest)["train_file"])
+    if source.startswith("hf:"):
+        return load_hf_instructions(source[3:])
+    return load_alpaca_jsonl(source)
+
+
+def record_text(record: dict[str, str]) -> str:
+    """A record as plain text (instruction, input, output), for calibration passes."""
+    return "\n\n".join(record[k] for k in FIELDS if record.get(k))

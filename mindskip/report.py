@@ -257,29 +257,32 @@ def sweep_table(evals: pd.DataFrame, profiles: pd.DataFrame, paper_drop: pd.Data
 
 
 def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) -> pd.DataFrame:
+    """One row per Router-Tuning run (``metrics.json`` of :func:`mindskip.train.train_routers`)."""
     rows = []
     for m in runs:
         cfg = m.get("mindskip_config", {})
-        tc = m.get("train_config", {})
-        val = m.get("validation", {})
+        val = m.get("val", {})
+        data = m.get("data", {})
+        peak = m.get("peak_memory", {})
         row = {
             "run": m["run"],
             "unit": cfg.get("unit"),
             "routing": cfg.get("routing"),
-            "train samples": m.get("num_train_samples", tc.get("max_samples")),
+            "data": data.get("source"),
+            "train examples": data.get("train_examples"),
             "target capacity": cfg.get("capacity_target"),
             "lambda": cfg.get("capacity_lambda"),
-            "realised capacity (val)": _round(val.get("capacity", m.get("final_capacity"))),
+            "capacity (val)": _round(val.get("capacity")),
             "target reached": m.get("target_reached"),
-            "val ppl dense": _round(val.get("ppl_dense")),
-            "val ppl routed": _round(val.get("ppl_routed")),
+            "val ppl dense": _round(val.get("ppl_dense"), 2),
+            "val ppl routed": _round(val.get("ppl_routed"), 2),
+            "val sequences": val.get("sequences"),
             "steps": m.get("optimizer_steps"),
             "tokens": m.get("tokens_seen"),
             "wall s": _round(m.get("wall_time_s"), 1),
-            "peak MB": _round(m.get("peak_memory_mb"), 0),
+            "peak MB": _round((peak.get("bytes") or 0) / 2**20, 0),
         }
-        n = row["train samples"]
-        match = paper_sizes[paper_sizes["train_samples"] == n]
+        match = paper_sizes[paper_sizes["train_samples"] == data.get("train_records")]
         if not match.empty:
             row["paper avg at this size (Llama-3-8B-Instruct)"] = match.iloc[0]["avg"]
         rows.append(row)
@@ -385,7 +388,8 @@ def figure_layer_skip(records: Sequence[dict[str, Any]], out_dir: Path, title: s
     import numpy as np
 
     native = [r for r in records if _method_fields(r)["kind"] == "router"]
-    fig, axes = plt.subplots(len(native) or 1, 1, figsize=(7, 1.2 + 0.5 * 6), squeeze=False)
+    n = len(native) or 1
+    fig, axes = plt.subplots(n, 1, figsize=(7, 0.6 + 2.4 * n), squeeze=False)
     if not native:
         _empty(axes[0][0], "no router runs")
     for ax, rec in zip(axes[:, 0], native, strict=False):
@@ -406,6 +410,7 @@ def figure_layer_skip(records: Sequence[dict[str, Any]], out_dir: Path, title: s
         fig.colorbar(im, ax=ax, fraction=0.03)
     axes[-1][0].set_xlabel("layer")
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     paths = _save(fig, out_dir, "layer_skip")
     plt.close(fig)
     return paths

@@ -98,13 +98,14 @@ def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
         json.dumps(
             {
                 "mindskip_config": {"unit": "attn", "routing": "sequence", "capacity_target": 0.5},
-                "curve": [
+                "log": [
                     {"step": 1, "lm_loss": 2.0, "capacity": 1.0},
                     {"step": 2, "lm_loss": 2.1, "capacity": 0.6},
                 ],
-                "validation": {"capacity": 0.52, "ppl_dense": 10.0, "ppl_routed": 11.0},
+                "val": {"capacity": 0.52, "ppl_dense": 10.0, "ppl_routed": 11.0},
                 "target_reached": True,
-                "num_train_samples": 1000,
+                "data": {"source": "embedded", "train_records": 1000, "train_examples": 990},
+                "peak_memory": {"bytes": 2**30},
             }
         )
     )

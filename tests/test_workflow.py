@@ -1,0 +1,138 @@
+"""The Snakemake workflow: lint, dry runs, config validation, an end-to-end smoke run on
+the real embedded model and data, and rerun-only-what-changed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+
+
+def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def planned_jobs(*args: str, cwd: Path = ROOT) -> Counter:
+    """Rule -> job count of a dry run."""
+    out = snakemake("--dry-run", "--quiet", "rules", *args, cwd=cwd).stdout
+    jobs = Counter()
+    for line in out.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_default_config():
+    jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=ROOT)
+    # 1 router run swept over 2 ratios; dense; attention drop; 1 random seed
+    assert jobs["train_routers"] == 1
+    assert jobs["calibrate_thresholds"] == 2
+    assert jobs["evaluate"] == 1 + 1 + 2 * (1 + 1 + 1)
+    assert jobs["profile"] == 1 + 2  # profiled at 0.25 only (profile.ratios)
+    assert jobs["rank_importance"] == 1
+    assert jobs["report"] == 1
+
+
+def test_dry_run_paper_config(tmp_path):
+    jobs = planned_jobs("--configfile", str(ROOT / "config" / "paper.yaml"), cwd=tmp_path)
+    # Table 1 (3 units x 2 routings) + 3 more dataset sizes; 4 ratios on the swept run
+    assert jobs["train_routers"] == 9
+    assert jobs["calibrate_thresholds"] == 4
+    assert jobs["rank_importance"] == 3
+    assert jobs["evaluate"] == 1 + 9 + 4 * (1 + 3 + 3)
+    assert jobs["prepare_assets"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("routers", 0, "unit"), "ffn", r"routers.*0.*unit|'ffn' is not one of"),
+        (("eval", "batch_size"), 0, r"batch_size|0 is less than the minimum"),
+        (("sweep", "skip_ratios"), [1.5], r"skip_ratios|1.5"),
+        (("bogus",), 1, r"bogus"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path, path, value, message):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake("--dry-run", "--configfile", str(bad), cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert re.search(message, text), text[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """The whole rule graph on the smoke config (real SmolLM2, real tasks, tiny limits)."""
+    work = tmp_path_factory.mktemp("smoke")
+    shutil.copy(ROOT / "config" / "smoke.yaml", work / "config.yaml")
+    assets = ROOT / "results" / "assets"
+    if (assets / "manifest.json").exists() and os.environ.get(
+        "MINDSKIP_SMOKE_REUSE_ASSETS", "1"
+    ) == "1":
+        # reuse this checkout's assets (the real ones); a fresh clone builds them here
+        (work / "results").mkdir()
+        shutil.copytree(assets, work / "results" / "assets", symlinks=True)
+    snakemake("--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work)
+    return work
+
+
+@pytest.mark.slow
+def test_smoke_run_produces_every_table_and_figure(smoke_run):
+    for name in ("main", "sweep", "training", "speed", "paper_main"):
+        for ext in ("csv", "md", "tex"):
+            assert (smoke_run / "results" / "tables" / f"{name}.{ext}").stat().st_size > 0
+    for name in ("accuracy_vs_skip", "pareto", "layer_skip", "training_curves"):
+        for ext in ("png", "pdf"):
+            assert (smoke_run / "results" / "figures" / f"{name}.{ext}").stat().st_size > 0
+    assert list((smoke_run / "logs").rglob("*.log"))
+    main = (smoke_run / "results" / "tables" / "main.csv").read_text()
+    assert "dense" in main and "attn-seq-n16" in main
+
+
+@pytest.mark.slow
+def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
+    assert planned_jobs("--configfile", str(smoke_run / "config.yaml"), cwd=smoke_run) == Counter()
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    config["routers"][0]["capacity_target"] = 0.6
+    changed = smoke_run / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    jobs = planned_jobs("--configfile", str(changed), cwd=smoke_run)
+    # the new run and everything downstream of it ...
+    assert jobs["train_routers"] == 1
+    assert jobs["calibrate_thresholds"] == 1
+    assert jobs["evaluate"] == 3  # router native, router at 0.25, random at 0.25
+    assert jobs["profile"] == 2  # router native and at 0.25
+    assert jobs["report"] == 1
+    # ... but not the assets, the dense score, the ranking or the static drop
+    assert "prepare_assets" not in jobs
+    assert "rank_importance" not in jobs

@@ -1,0 +1,37 @@
+rule rank_importance:
+    """Static drop ranking ("What Matters in Transformers?"): cosine similarity between a
+    unit's input and output on calibration text; the most similar are dropped first."""
+    input:
+        assets=ASSETS,
+    output:
+        ranking="results/baselines/{model}/ranking-{unit}.json",
+    params:
+        baselines=config["baselines"],
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        "logs/baselines/{model}/ranking-{unit}.log",
+    benchmark:
+        "benchmarks/baselines/{model}/ranking-{unit}.tsv"
+    script:
+        "../scripts/rank_importance.py"
+
+
+rule calibrate_thresholds:
+    """Per-layer thresholds of a trained router that hit a requested skip ratio on
+    held-out data (the paper's skip-ratio sweep)."""
+    input:
+        assets=ASSETS,
+        routers="results/routers/{model}/{run}/routers.safetensors",
+    output:
+        calibration="results/baselines/{model}/{run}/calibration-{ratio}.json",
+    params:
+        baselines=config["baselines"],
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        "logs/baselines/{model}/{run}/calibration-{ratio}.log",
+    script:
+        "../scripts/calibrate_thresholds.py"

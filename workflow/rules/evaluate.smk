@@ -1,0 +1,19 @@
+rule evaluate:
+    """lm-eval scores of one method at one skip ratio; per-item logs kept for paired
+    comparisons against dense."""
+    input:
+        unpack(method_inputs),
+    output:
+        scores="results/eval/{model}/{method}/{ratio}/{suite}.json",
+    params:
+        method=method_params,
+        eval=config["eval"],
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        "logs/eval/{model}/{method}/{ratio}/{suite}.log",
+    benchmark:
+        "benchmarks/eval/{model}/{method}/{ratio}/{suite}.tsv"
+    script:
+        "../scripts/evaluate.py"

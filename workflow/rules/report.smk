@@ -1,0 +1,26 @@
+rule report:
+    """Tables (CSV, Markdown, LaTeX) and figures (PNG, PDF), the paper's numbers beside
+    ours. Reads only the JSON/CSV of the other stages: no torch, rebuilds in seconds."""
+    input:
+        evals=[eval_file(m, r) for m, r in eval_jobs()],
+        profiles=(
+            [profile_file(m, r) for m, r in profile_jobs()] if config["profile"]["enabled"] else []
+        ),
+        metrics=[metrics_file(run) for run in RUNS],
+        paper=workflow.source_path("../../resources/paper/main_results.csv"),
+    output:
+        tables=[f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")],
+        pdfs=[f"results/figures/{f}.pdf" for f in FIGURES],
+        pngs=[
+            report(f"results/figures/{f}.png", category="Figures", caption="../report/figure.rst")
+            for f in FIGURES
+        ],
+    params:
+        paper_dir=PAPER_DIR,
+        model=config["model"]["name"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        "logs/report.log",
+    script:
+        "../scripts/report.py"

@@ -650,13 +650,20 @@ def train_routers(
         cap = val.get("capacity", curve[-1]["capacity"] if curve else float("nan"))
         target_reached = bool(abs(cap - target) <= cfg.target_tolerance)
         if not target_reached:
+            hint = (
+                "raise capacity_lambda or train longer"
+                if cap > target
+                else "the LM loss did not pull capacity back up: lower capacity_lambda or lr, "
+                "or train longer"
+            )
             log.warning(
                 "!!! CAPACITY TARGET NOT REACHED: realised capacity %.3f on %s, target %.3f "
-                "+- %.3f (raise capacity_lambda, lr or the number of steps) !!!",
+                "+- %.3f (%s) !!!",
                 cap,
                 "validation" if val_ex else "the last training step",
                 target,
                 cfg.target_tolerance,
+                hint,
             )
 
     metrics: dict[str, Any] = {

@@ -200,11 +200,22 @@ def test_capacity_penalty_lowers_capacity(tmp_path):
     assert caps[5.0] < caps[0.0] - 0.2
 
 
-def test_relu_target_is_reached(tmp_path):
+def test_relu_target_penalises_only_capacity_above_target(tmp_path):
+    # target 1.0: relu(capacity - 1) is always 0, so training equals lambda = 0 training
+    free, _, m_free = _train(tmp_path, MindSkipConfig(num_routed=4), "free")
+    cfg = MindSkipConfig(num_routed=4, capacity_lambda=5.0, capacity_target=1.0)
+    capped, _, m_capped = _train(tmp_path, cfg, "capped")
+    assert m_capped["loss_curve"] == m_free["loss_curve"]
+    assert all(e["capacity_loss"] == 0.0 for e in m_capped["log"])
+    for i, layer in mindskip_layers(free).items():
+        assert torch.equal(layer.router.proj.weight, mindskip_layers(capped)[i].router.proj.weight)
+    # a target below the capacity: the term is lambda * (capacity - target) and pushes down
     cfg = MindSkipConfig(num_routed=4, capacity_lambda=5.0, capacity_target=0.5)
     _, _, m = _train(tmp_path, cfg, "target", epochs=3)
-    assert m["target_reached"] == (abs(m["val"]["capacity"] - 0.5) <= 0.05)
+    first = m["log"][0]
+    assert first["capacity"] == 1.0 and first["capacity_loss"] == pytest.approx(5.0 * 0.5)
     assert m["val"]["capacity"] < 0.9
+    assert m["target_reached"] == (abs(m["val"]["capacity"] - 0.5) <= 0.05)
 
 
 def test_missed_target_is_flagged(tmp_path, caplog):

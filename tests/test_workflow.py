@@ -47,11 +47,11 @@ def test_lint_is_clean():
 
 def test_dry_run_default_config():
     jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=ROOT)
-    # 1 router run swept over 2 ratios; dense; attention drop; 1 random seed
+    # 1 router run swept over 1 ratio; dense; attention drop; 1 random seed
     assert jobs["train_routers"] == 1
-    assert jobs["calibrate_thresholds"] == 2
-    assert jobs["evaluate"] == 1 + 1 + 2 * (1 + 1 + 1)
-    assert jobs["profile"] == 1 + 2  # profiled at 0.25 only (profile.ratios)
+    assert jobs["calibrate_thresholds"] == 1
+    assert jobs["evaluate"] == 1 + 1 + (1 + 1 + 1)
+    assert jobs["profile"] == 1 + 2  # the native run; router and attention drop at 0.25
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1
 

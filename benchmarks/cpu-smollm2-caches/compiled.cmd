@@ -1,0 +1,1 @@
+.venv/bin/python -m mindskip.profile --model results/assets/models/smollm2-135m-instruct --units attn --grid 1x128x16 --caches dynamic,compiled --decode-timer loop --repeats 3 --warmup 2 --threads 1 --out benchmarks/cpu-smollm2-caches/compiled --no-progress

@@ -1,0 +1,1 @@
+.venv/bin/python -m mindskip.profile --model results/assets/models/smollm2-135m-instruct --units attn,block --grid 8x128x16 --caches dynamic,static --decode-timer loop --repeats 3 --warmup 1 --threads 1 --out benchmarks/cpu-smollm2-caches/static --no-progress

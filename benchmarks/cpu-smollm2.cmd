@@ -1,0 +1,1 @@
+.venv/bin/python -m mindskip.profile --model results/assets/models/smollm2-135m-instruct --units attn,mlp,block --grid 1x512x0,8x512x0,1x128x32,8x128x32 --caches dynamic --decode-timer generate --repeats 5 --warmup 1 --threads 1 --out benchmarks/cpu-smollm2

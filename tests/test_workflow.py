@@ -45,13 +45,13 @@ def test_lint_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_dry_run_default_config():
-    jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=ROOT)
+def test_dry_run_default_config(tmp_path):
+    jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
     # 1 router run swept over 1 ratio; dense; attention drop; 1 random seed
     assert jobs["train_routers"] == 1
     assert jobs["calibrate_thresholds"] == 1
     assert jobs["evaluate"] == 1 + 1 + (1 + 1 + 1)
-    assert jobs["profile"] == 1 + 2  # the native run; router and attention drop at 0.25
+    assert jobs["profile"] == 1  # the native run (profile.ratios: [])
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1
 

@@ -238,6 +238,16 @@ def _guard_reordering(cache: Any, stored: dict[int, torch.Tensor]) -> None:
     A layer that some sequences skipped holds fewer cache rows than the batch, so a
     reorder by batch index would scramble it. Refusing is better than wrong output.
     """
+    def clear_then(original: Callable) -> Callable:
+        def wrapped(*a: Any, **k: Any):
+            stored.clear()  # a reset or cropped cache starts a new prompt: decide again
+            return original(*a, **k)
+
+        return wrapped
+
+    for name in ("reset", "crop"):
+        if getattr(cache, name, None) is not None:
+            setattr(cache, name, clear_then(getattr(cache, name)))
     for name in ("reorder_cache", "batch_select_indices", "batch_repeat_interleave"):
         original = getattr(cache, name, None)
         if original is None:
@@ -285,6 +295,8 @@ def _token_attention(
     k = attn.k_proj(h).view(batch, length, -1, head_dim).transpose(1, 2)
     v = attn.v_proj(h).view(batch, length, -1, head_dim).transpose(1, 2)
     _, k = module.apply_rotary_pos_emb(k, k, cos, sin)
+    # tokens already cached for this layer (a static cache is pre-sized, so not kv_len - length)
+    past = cache.get_seq_length(attn.layer_idx) if cache is not None else 0
     if cache is not None:
         k, v = cache.update(k, v, attn.layer_idx)
 
@@ -309,7 +321,6 @@ def _token_attention(
         mask = mask.expand(batch, -1, -1, -1)
         mask = mask.gather(2, order[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
     elif mask is None:
-        past = kv_len - length
         mask = torch.arange(kv_len, device=h.device)[None, None, :] <= (order + past)[:, :, None]
         mask = mask.unsqueeze(1)
     else:

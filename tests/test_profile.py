@@ -149,7 +149,6 @@ def test_static_cache_matches_dynamic_with_compacted_rows(unit):
     assert min(rows) < 4  # some layer really holds compacted rows
 
 
-@pytest.mark.xfail(reason="core: _token_attention takes past = kv_len - length; wrong for static")
 def test_static_cache_token_routing_matches_dynamic():
     model = apply_mindskip(_tiny(), MindSkipConfig(unit="attn", routing="token", num_routed=5))
     randomise_routers(model, seed=1)

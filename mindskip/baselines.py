@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import platform
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,9 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
 from .config import ROUTINGS, UNITS, ConfigError, MindSkipConfig
 from .layers import MindSkipLayer
+from .provenance import versions
 from .surgery import (
     PrunedLayer,
     apply_mindskip,
@@ -534,17 +533,6 @@ def drop_layers(
     if not 0 <= k <= len(rows):
         raise ConfigError(f"k={k} but the ranking has {len(rows)} candidate layers")
     return tuple(sorted(int(r["layer"]) for r in rows[:k]))
-
-
-def versions() -> dict[str, str]:
-    import transformers
-
-    return {
-        "mindskip": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
 
 
 # --------------------------------------------------------------------------- calibration

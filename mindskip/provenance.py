@@ -13,9 +13,10 @@ from typing import Any
 _PACKAGES = ("mindskip", "torch", "transformers", "datasets", "lm_eval", "snakemake")
 
 
-def versions() -> dict[str, str]:
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python and package versions (``extra``: more distributions, e.g. ``("peft",)``)."""
     out = {"python": platform.python_version()}
-    for name in _PACKAGES:
+    for name in (*_PACKAGES, *extra):
         try:
             out[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import platform
 import random
 import resource
 import time
@@ -39,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import MindSkipConfig
+from .provenance import versions
 from .surgery import (
     apply_mindskip,
     forced_decisions,
@@ -426,22 +426,6 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
     return {"bytes": int(kib) * 1024, "method": "ru_maxrss (process peak RSS)"}
 
 
-def _versions(extra: Sequence[str] = ()) -> dict[str, str]:
-    import transformers
-
-    from . import __version__
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "mindskip": __version__,
-    }
-    for name in extra:
-        versions[name] = __import__(name).__version__
-    return versions
-
-
 def _add_lora(model: nn.Module, cfg: TrainConfig) -> list[nn.Parameter]:
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -694,7 +678,7 @@ def train_routers(
         "seed": cfg.seed,
         "train_config": cfg.to_dict(),
         "mindskip_config": mindskip_config.to_dict(),
-        "versions": _versions(("peft",) if lora_params else ()),
+        "versions": versions(("peft",) if lora_params else ()),
         "data": {
             "source": data_source,
             "sha256": records_sha256(train_records),
@@ -804,7 +788,7 @@ def benchmark_training_cost(
         "tokens_per_step": n_tokens,
         "steps_timed": steps,
         "mindskip_config": mindskip_config.to_dict(),
-        "versions": _versions(),
+        "versions": versions(),
     }
     model.train()
     for mode in modes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,6 +36,27 @@ Force = bool | torch.Tensor | Callable[["MindSkipLayer", int, int], torch.Tensor
 
 _CACHE_KEYS = ("cache", "past_key_values")  # transformers >= 5.2x renamed the argument
 _DECISIONS_ATTR = "_mindskip_decisions"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One layer's execute mask, with what the forward needs from it read once.
+
+    ``rows`` are the executing sequences (sequence routing) or flat token indices (token
+    routing). Building it costs the one host sync that gathering needs anyway; a stored
+    sequence decision is then reused at every decode step with no sync at all.
+    """
+
+    mask: torch.Tensor
+    rows: torch.Tensor
+    all: bool
+    none: bool
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> Decision:
+        rows = mask.reshape(-1).nonzero().squeeze(1)
+        n = rows.numel()
+        return cls(mask, rows, all=n == mask.numel(), none=n == 0)
 
 
 class MindSkipLayer(GradientCheckpointingLayer):
@@ -69,15 +91,24 @@ class MindSkipLayer(GradientCheckpointingLayer):
         self.last_weight: torch.Tensor | None = None
         self.last_scores: torch.Tensor | None = None
         self.last_gate: torch.Tensor | None = None
-        self.executed_total = 0.0
-        self.decisions_total = 0.0
+        # running sums stay on the device (no host sync per forward); read as floats
+        self._sums: torch.Tensor | None = None
+
+    @property
+    def executed_total(self) -> float:
+        return 0.0 if self._sums is None else float(self._sums[0])
+
+    @property
+    def decisions_total(self) -> float:
+        return 0.0 if self._sums is None else float(self._sums[1])
 
     def _record(self, exec_: torch.Tensor, weight: torch.Tensor, scores: torch.Tensor | None):
         self.last_exec = exec_.detach()
         self.last_weight = weight
         self.last_scores = None if scores is None else scores.detach()
-        self.executed_total += float((exec_.float() * weight).sum())
-        self.decisions_total += float(weight.sum())
+        w = weight.detach().double()
+        sums = torch.stack(((exec_.detach().double() * w).sum(), w.sum()))
+        self._sums = sums if self._sums is None else self._sums + sums
 
     # ------------------------------------------------------------------ decisions
     def _forced(self, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
@@ -97,20 +128,24 @@ class MindSkipLayer(GradientCheckpointingLayer):
             )
         return f
 
-    def _decide(self, h: torch.Tensor, cache: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Execute mask (B,) or (B, T), and the straight-through gate when training."""
-        batch, length, _ = h.shape
-        stored = getattr(cache, _DECISIONS_ATTR, None) if cache is not None else None
-        if self.routing == "sequence" and stored is not None and self.layer_idx in stored:
-            exec_ = stored[self.layer_idx]
-            if exec_.shape[0] != batch:
-                raise RuntimeError(
-                    f"MindSkip: the cache holds decisions for {exec_.shape[0]} sequences but "
-                    f"the batch has {batch}; cache reordering or batch expansion after prefill "
-                    "is not supported with sequence routing"
-                )
-            return exec_, None
+    def _stored(self, cache: Any, batch: int) -> Decision | None:
+        """The sequence decision made at prefill for this cache, if any."""
+        if self.routing != "sequence" or cache is None:
+            return None
+        stored = getattr(cache, _DECISIONS_ATTR, None)
+        decision = None if stored is None else stored.get(self.layer_idx)
+        if decision is not None and decision.mask.shape[0] != batch:
+            raise RuntimeError(
+                f"MindSkip: the cache holds decisions for {decision.mask.shape[0]} sequences "
+                f"but the batch has {batch}; cache reordering or batch expansion after "
+                "prefill is not supported with sequence routing"
+            )
+        return decision
 
+    def _decide(self, h: torch.Tensor, cache: Any) -> tuple[Decision, torch.Tensor | None]:
+        """A new decision for ``h`` (the unit's normed input), and the straight-through
+        gate when training."""
+        batch, length, _ = h.shape
         token_mask = self.context.token_mask(batch, length, h.device)
         if self.routing == "sequence":
             weight = torch.ones(batch, device=h.device)
@@ -136,9 +171,10 @@ class MindSkipLayer(GradientCheckpointingLayer):
                 gate = straight_through_gate(scores, self.threshold)
         self.last_gate = gate
         self._record(exec_, weight, scores)
+        decision = Decision.of(exec_.detach())
         if self.routing == "sequence" and cache is not None:
-            _store_decision(cache, self.layer_idx, exec_)
-        return exec_, gate
+            _store_decision(cache, self.layer_idx, decision)
+        return decision, gate
 
     # ------------------------------------------------------------------ forward
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -148,30 +184,55 @@ class MindSkipLayer(GradientCheckpointingLayer):
         x = hidden_states
         layer = self.layer
         if self.unit == "mlp":
-            attn_out = layer.self_attn(hidden_states=layer.input_layernorm(x), **kwargs)[0]
-            x = x + attn_out
-            h = layer.post_attention_layernorm(x)
+            x = x + layer.self_attn(hidden_states=layer.input_layernorm(x), **kwargs)[0]
+            norm = layer.post_attention_layernorm
         else:
-            h = layer.input_layernorm(x)
+            norm = layer.input_layernorm
 
-        exec_, gate = self._decide(h, cache)
+        # decode: the decision stored at prefill is looked up before any compute, so a
+        # skipped unit costs nothing (not even its norm) and no host sync
+        decision = self._stored(cache, x.shape[0])
+        if decision is not None:
+            if decision.none:
+                return self._mlp_tail(x) if self.unit == "attn" else x
+            h = norm(x) if decision.all else norm(x.index_select(0, decision.rows))
+            return self._run(x, h, decision, kwargs, cache, rows_only=not decision.all)
+
+        h = norm(x)
+        decision, gate = self._decide(h, cache)
         if gate is not None and self.full_compute_in_training:
             return self._gated_full(x, h, gate, kwargs)
-        if bool(exec_.all()):
+        return self._run(x, h, decision, kwargs, cache)
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        h: torch.Tensor,
+        decision: Decision,
+        kwargs: dict,
+        cache: Any,
+        rows_only: bool = False,
+    ) -> torch.Tensor:
+        """Run the unit where ``decision`` says so. ``h`` is the unit's normed input, for
+        every row, or (``rows_only``) for the executing sequences only."""
+        if decision.all:
             return self._run_all(x, h, kwargs)
         if self.routing == "sequence":
-            return self._run_sequences(x, h, exec_, kwargs)
-        return self._run_tokens(x, h, exec_, kwargs, cache)
+            idx = decision.rows
+            if decision.none:
+                return self._mlp_tail(x) if self.unit == "attn" else x
+            h_rows = h if rows_only else h.index_select(0, idx)
+            return self._run_sequences(x, h_rows, idx, kwargs)
+        return self._run_tokens(x, h, decision, kwargs, cache)
+
+    def _attn(self, h: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        return self.layer.self_attn(hidden_states=h, **kwargs)[0]
 
     def _run_all(self, x: torch.Tensor, h: torch.Tensor, kwargs: dict) -> torch.Tensor:
         """Every row executes: exactly the stock layer's arithmetic."""
-        layer = self.layer
-        if self.unit == "block":
-            return layer(x, **kwargs)
         if self.unit == "mlp":
-            return x + layer.mlp(h)
-        x = x + layer.self_attn(hidden_states=h, **kwargs)[0]
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+            return x + self.layer.mlp(h)
+        return self._mlp_tail(x + self._attn(h, kwargs))  # attn, and block (the same ops)
 
     def _mlp_tail(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.layer.mlp(self.layer.post_attention_layernorm(x))
@@ -179,41 +240,36 @@ class MindSkipLayer(GradientCheckpointingLayer):
     def _gated_full(self, x: torch.Tensor, h: torch.Tensor, gate: torch.Tensor, kwargs: dict):
         """Training: compute the unit for all rows, multiply by the straight-through gate."""
         g = gate.to(x.dtype).view(*gate.shape, *([1] * (x.dim() - gate.dim())))
-        layer = self.layer
         if self.unit == "block":
-            return x + g * (layer(x, **kwargs) - x)
+            return x + g * (self._mlp_tail(x + self._attn(h, kwargs)) - x)
         if self.unit == "mlp":
-            return x + g * layer.mlp(h)
-        x = x + g * layer.self_attn(hidden_states=h, **kwargs)[0]
-        return self._mlp_tail(x)
+            return x + g * self.layer.mlp(h)
+        return self._mlp_tail(x + g * self._attn(h, kwargs))
 
-    def _run_sequences(self, x: torch.Tensor, h: torch.Tensor, exec_: torch.Tensor, kwargs: dict):
-        idx = exec_.nonzero().squeeze(1)
-        layer = self.layer
+    def _run_sequences(
+        self, x: torch.Tensor, h_rows: torch.Tensor, idx: torch.Tensor, kwargs: dict
+    ) -> torch.Tensor:
+        """Some sequences execute: ``h_rows`` is the normed input of rows ``idx`` only."""
+        if self.unit == "mlp":
+            return x.index_add(0, idx, self.layer.mlp(h_rows))
+        out = self._attn(h_rows, _gather_kwargs(kwargs, idx, x.shape[0]))
         if self.unit == "attn":
-            if idx.numel() > 0:
-                sub = _gather_kwargs(kwargs, idx, x.shape[0])
-                out = layer.self_attn(hidden_states=h.index_select(0, idx), **sub)[0]
-                x = x.index_add(0, idx, out)
-            return self._mlp_tail(x)
-        if idx.numel() == 0:
-            return x
-        if self.unit == "mlp":
-            return x.index_add(0, idx, layer.mlp(h.index_select(0, idx)))
-        sub = _gather_kwargs(kwargs, idx, x.shape[0])
-        out = layer(x.index_select(0, idx), **sub)
-        return x.index_copy(0, idx, out)
+            return self._mlp_tail(x.index_add(0, idx, out))
+        x_rows = x.index_select(0, idx) + out
+        return x.index_copy(0, idx, self._mlp_tail(x_rows))
 
-    def _run_tokens(self, x, h, exec_, kwargs, cache) -> torch.Tensor:
+    def _run_tokens(
+        self, x: torch.Tensor, h: torch.Tensor, decision: Decision, kwargs: dict, cache: Any
+    ) -> torch.Tensor:
         batch, length, hidden = x.shape
-        flat = exec_.reshape(-1).nonzero().squeeze(1)
+        flat = decision.rows
         layer = self.layer
         if self.unit == "mlp":
             out = layer.mlp(h.reshape(-1, hidden).index_select(0, flat))
             return x.reshape(-1, hidden).index_add(0, flat, out).view(batch, length, hidden)
-        if flat.numel() == 0 and cache is None:
+        if decision.none and cache is None:
             return self._mlp_tail(x) if self.unit == "attn" else x
-        x_attn = _token_attention(layer.self_attn, h, exec_, kwargs, cache).to(x.dtype)
+        x_attn = _token_attention(layer.self_attn, h, decision.mask, kwargs, cache).to(x.dtype)
         x_attn = x + x_attn
         if self.unit == "attn":
             return self._mlp_tail(x_attn)
@@ -223,21 +279,22 @@ class MindSkipLayer(GradientCheckpointingLayer):
         return x.reshape(-1, hidden).index_copy(0, flat, out).view(batch, length, hidden)
 
 
-def _store_decision(cache: Any, layer_idx: int, exec_: torch.Tensor) -> None:
+def _store_decision(cache: Any, layer_idx: int, decision: Decision) -> None:
     stored = getattr(cache, _DECISIONS_ATTR, None)
     if stored is None:
         stored = {}
         setattr(cache, _DECISIONS_ATTR, stored)
         _guard_reordering(cache, stored)
-    stored[layer_idx] = exec_.detach()
+    stored[layer_idx] = decision
 
 
-def _guard_reordering(cache: Any, stored: dict[int, torch.Tensor]) -> None:
+def _guard_reordering(cache: Any, stored: dict[int, Decision]) -> None:
     """Refuse cache reordering (beam search, contrastive search) when rows are compacted.
 
     A layer that some sequences skipped holds fewer cache rows than the batch, so a
     reorder by batch index would scramble it. Refusing is better than wrong output.
     """
+
     def clear_then(original: Callable) -> Callable:
         def wrapped(*a: Any, **k: Any):
             stored.clear()  # a reset or cropped cache starts a new prompt: decide again
@@ -254,7 +311,7 @@ def _guard_reordering(cache: Any, stored: dict[int, torch.Tensor]) -> None:
             continue
 
         def guarded(*a: Any, _original: Callable = original, _name: str = name, **k: Any):
-            if any(bool((~e).any()) for e in stored.values()):
+            if any(not d.all for d in stored.values()):
                 raise NotImplementedError(
                     f"MindSkip: {_name} on a KV cache with skipped layers is not supported "
                     "(beam search, contrastive search). Use greedy or sampling decoding."

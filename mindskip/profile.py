@@ -407,9 +407,7 @@ class _Runner:
         if cache is None:
             cache = self._static[key] = _new_cache(model, kind, max_len)
         else:
-            cache.reset()
-            # the core keeps a sequence's decisions on the cache across reset(): clear them
-            getattr(cache, "_mindskip_decisions", {}).clear()
+            cache.reset()  # also drops the sequence decisions stored on it (the core)
         return cache
 
     def release(self) -> None:

@@ -43,12 +43,18 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_files(paths: list[Path] | list[str], chunk: int = 1 << 20) -> str:
+    """sha256 over the files' bytes, in the given order (names are not hashed)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    return sha256_files([path])
 
 
 def stamp(**extra: Any) -> dict[str, Any]:

@@ -248,6 +248,45 @@ def test_kv_cache_smaller_by_skipped_share():
 
 
 @torch.no_grad()
+def test_decode_step_of_a_skipped_unit_computes_nothing():
+    """At decode, the stored decision is read before any compute: a layer every sequence
+    skips runs neither its norm nor its attention; a half-skipped one normalises and
+    attends only the executing rows."""
+    model = apply_mindskip(make_model(), MindSkipConfig(unit="attn", num_routed=4))
+    x = ids(batch=2, length=6)
+    calls: dict[str, list[int]] = {"norm2": [], "attn2": [], "norm3": [], "attn3": []}
+    layers = mindskip_layers(model)
+    for i in (2, 3):
+        layers[i].layer.input_layernorm.register_forward_hook(
+            lambda m, a, o, i=i: calls[f"norm{i}"].append(a[0].shape[0])
+        )
+        layers[i].layer.self_attn.register_forward_hook(
+            lambda m, a, k, o, i=i: calls[f"attn{i}"].append(k["hidden_states"].shape[0]),
+            with_kwargs=True,
+        )
+    with forced_decisions(model, {2: False, 3: torch.tensor([False, True])}):
+        model.generate(x, max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert calls["norm2"] == [2]  # prefill only: the router reads the normed input
+    assert calls["attn2"] == []
+    assert calls["norm3"] == [2, 1, 1, 1] and calls["attn3"] == [1, 1, 1, 1]
+
+
+@torch.no_grad()
+def test_reset_cache_decides_again():
+    """A cache reused after reset() holds a new prompt: its old decisions must not stay."""
+    model = apply_mindskip(make_model(), MindSkipConfig(unit="attn", num_routed=4))
+    x = ids(batch=2, length=6)
+    cache = DynamicCache(config=model.config)
+    with forced_decisions(model, {2: False}):
+        model(x, past_key_values=cache, use_cache=True)
+    assert not getattr(cache.layers[2], "is_initialized", False) or cache.layers[2].keys is None
+    cache.reset()
+    with forced_decisions(model, True):
+        model(x, past_key_values=cache, use_cache=True)
+    assert cache.layers[2].keys.shape[0] == 2
+
+
+@torch.no_grad()
 def test_beam_search_with_skipped_rows_is_refused():
     model = apply_mindskip(make_model(), MindSkipConfig(unit="attn", num_routed=4))
     x = ids(batch=2, length=6)

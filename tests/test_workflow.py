@@ -47,10 +47,10 @@ def test_lint_is_clean():
 
 def test_dry_run_default_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
-    # 1 router run swept over 1 ratio; dense; attention drop; 1 random seed
+    # 1 router run swept over 2 ratios; dense; attention drop; 1 random seed
     assert jobs["train_routers"] == 1
-    assert jobs["calibrate_thresholds"] == 1
-    assert jobs["evaluate"] == 1 + 1 + (1 + 1 + 1)
+    assert jobs["calibrate_thresholds"] == 2
+    assert jobs["evaluate"] == 1 + 1 + 2 * (1 + 1 + 1)
     assert jobs["profile"] == 1  # the native run (profile.ratios: [])
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1
@@ -125,7 +125,8 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
     config = yaml.safe_load((smoke_run / "config.yaml").read_text())
     config["routers"][0]["capacity_target"] = 0.6
     changed = smoke_run / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config, sort_keys=False))  # params compare in key order
+    # sorted keys on purpose: key order must not count as a change (common.smk: canonical)
+    changed.write_text(yaml.safe_dump(config, sort_keys=True))
     jobs = planned_jobs("--configfile", str(changed), cwd=smoke_run)
     # the new run and everything downstream of it ...
     assert jobs["train_routers"] == 1

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,17 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-_CHUNK = 1 << 20
-
-
-def sha256_files(paths: list[Path]) -> str:
-    """sha256 over the files' bytes, in the given order (names are not hashed)."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            while block := f.read(_CHUNK):
-                h.update(block)
-    return h.hexdigest()
+from ..provenance import sha256_files
+from ..provenance import versions as versions  # re-exported: what a score file records
 
 
 def _is_router_param(name: str) -> bool:
@@ -88,22 +77,6 @@ def router_file_hash(path: str | Path | None) -> str | None:
     from mindskip import routers_hash
 
     return routers_hash(path)
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages that decide a score."""
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "lm_eval", "datasets", "mindskip"):
-        dist = {"lm_eval": "lm-eval"}.get(pkg, pkg)
-        try:
-            out[pkg] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    if out["mindskip"] == "unknown":
-        import mindskip
-
-        out["mindskip"] = mindskip.__version__
-    return out
 
 
 def routing_description(model: nn.Module) -> dict[str, Any]:

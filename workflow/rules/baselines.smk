@@ -11,9 +11,9 @@ rule rank_importance:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/baselines/{model}/ranking-{unit}.log",
+        "results/logs/baselines/{model}/ranking-{unit}.log",
     benchmark:
-        "benchmarks/baselines/{model}/ranking-{unit}.tsv"
+        "results/logs/benchmarks/baselines/{model}/ranking-{unit}.tsv"
     script:
         "../scripts/rank_importance.py"
 
@@ -32,6 +32,6 @@ rule calibrate_thresholds:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/baselines/{model}/{run}/calibration-{ratio}.log",
+        "results/logs/baselines/{model}/{run}/calibration-{ratio}.log",
     script:
         "../scripts/calibrate_thresholds.py"

@@ -7,6 +7,19 @@ from snakemake.utils import validate
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
+
+def canonical(value):
+    """The same settings in one key order. Snakemake compares a rule's params in order,
+    so without this a config re-dumped with sorted keys would rerun every job."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+config.update(canonical(dict(config)))
+
 MODEL = config["model"]["name"]
 SUITE = config["eval"]["suite"]
 ASSETS = "results/assets/manifest.json"

@@ -12,8 +12,8 @@ rule evaluate:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/eval/{model}/{method}/{ratio}/{suite}.log",
+        "results/logs/eval/{model}/{method}/{ratio}/{suite}.log",
     benchmark:
-        "benchmarks/eval/{model}/{method}/{ratio}/{suite}.tsv"
+        "results/logs/benchmarks/eval/{model}/{method}/{ratio}/{suite}.tsv"
     script:
         "../scripts/evaluate.py"

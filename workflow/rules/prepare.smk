@@ -9,8 +9,8 @@ rule prepare_assets:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/prepare_assets.log",
+        "results/logs/prepare_assets.log",
     benchmark:
-        "benchmarks/prepare_assets.tsv"
+        "results/logs/benchmarks/prepare_assets.tsv"
     script:
         "../scripts/prepare_assets.py"

@@ -12,8 +12,8 @@ rule profile:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/profile/{model}/{method}/{ratio}.log",
+        "results/logs/profile/{model}/{method}/{ratio}.log",
     benchmark:
-        "benchmarks/profile/{model}/{method}/{ratio}.tsv"
+        "results/logs/benchmarks/profile/{model}/{method}/{ratio}.tsv"
     script:
         "../scripts/profile.py"

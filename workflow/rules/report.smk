@@ -21,6 +21,6 @@ rule report:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/report.log",
+        "results/logs/report.log",
     script:
         "../scripts/report.py"

@@ -14,8 +14,8 @@ rule train_routers:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "logs/train/{model}/{run}.log",
+        "results/logs/train/{model}/{run}.log",
     benchmark:
-        "benchmarks/train/{model}/{run}.tsv"
+        "results/logs/benchmarks/train/{model}/{run}.tsv"
     script:
         "../scripts/train_routers.py"

@@ -62,6 +62,15 @@ def stamp(**extra: Any) -> dict[str, Any]:
     return {"versions": versions(), "environment": environment(), **extra}
 
 
+def set_threads(threads: int | None) -> None:
+    """Pin torch's CPU threads to a job's share of the cores (Snakemake's ``threads``), so
+    jobs that run side by side do not oversubscribe them. None keeps torch's default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 def log_to_file(path: str | Path) -> None:
     """Send logging and warnings to ``path`` (a rule's log file) and to stderr."""
     import logging

@@ -114,7 +114,10 @@ def test_smoke_run_produces_every_table_and_figure(smoke_run):
     for name in ("accuracy_vs_skip", "pareto", "layer_skip", "training_curves"):
         for ext in ("png", "pdf"):
             assert (smoke_run / "results" / "figures" / f"{name}.{ext}").stat().st_size > 0
-    assert list((smoke_run / "logs").rglob("*.log"))
+    # a log next to every job's outputs, and a benchmark TSV for the costly ones
+    logs = smoke_run / "results" / "logs"
+    assert len(list(logs.rglob("*.log"))) >= 7
+    assert list((logs / "benchmarks").rglob("*.tsv"))
     main = (smoke_run / "results" / "tables" / "main.csv").read_text()
     assert "dense" in main and "attn-seq-n16" in main
 

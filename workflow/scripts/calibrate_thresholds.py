@@ -7,10 +7,11 @@ from mindskip import load_routers, routers_hash
 from mindskip.baselines import calibrate_thresholds, measure_skip_ratio, rates_from_stats
 from mindskip.data import record_text, training_records
 from mindskip.modeling import load_model
-from mindskip.provenance import log_to_file, stamp
+from mindskip.provenance import log_to_file, set_threads, stamp
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
+set_threads(sm.threads)
 b, m = sm.params.baselines, sm.params.model
 n, length, target = b["calibration_samples"], b["calibration_length"], float(sm.wildcards.ratio)
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))

@@ -8,10 +8,11 @@ from mindskip.evaluate.cli import build_suite
 from mindskip.evaluate.suites import check_suite_available
 from mindskip.methods import resolve_method
 from mindskip.modeling import load_model
-from mindskip.provenance import log_to_file
+from mindskip.provenance import log_to_file, set_threads
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
+set_threads(sm.threads)
 e, m = sm.params.eval, sm.params.model
 suite = build_suite(sm.wildcards.suite, limit=e["limit"], tasks=e["tasks"])
 check_suite_available(suite)  # before the model loads

@@ -5,11 +5,12 @@ from pathlib import Path
 from mindskip import MindSkipConfig
 from mindskip.data import training_records
 from mindskip.modeling import load_model
-from mindskip.provenance import log_to_file
+from mindskip.provenance import log_to_file, set_threads
 from mindskip.train import TrainConfig, train_routers
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
+set_threads(sm.threads)
 run, m, data = sm.params.run, sm.params.model, sm.params.data
 records = training_records(data)
 if data == "embedded":

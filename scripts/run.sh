@@ -6,10 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 venv="${MINDSKIP_VENV:-.venv}"
 export PATH="$PWD/$venv/bin:$PATH"
-
-if [ -f workflow/Snakefile ]; then
-    exec snakemake --cores 2 --configfile config.yaml "$@"
-fi
-# Until the workflow exists, the pipeline is its first stage: the embedded assets.
-echo "[run] workflow/Snakefile not found: preparing the assets only"
-exec python -m mindskip.data prepare --out results/assets
+exec snakemake --cores 2 --configfile config.yaml "$@"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import (
@@ -11,7 +13,7 @@ from transformers import (
     Qwen2Config,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("MINDSKIP_TEST_THREADS", "2")))
 
 TINY = dict(
     vocab_size=97,

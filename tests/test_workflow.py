@@ -66,6 +66,17 @@ def test_dry_run_paper_config(tmp_path):
     assert jobs["prepare_assets"] == 1
 
 
+def test_dry_run_through_the_slurm_profile(tmp_path):
+    """The SLURM profile (official executor plugin) parses and plans the paper's jobs, with
+    the GPU resources it sets per rule."""
+    profile = ROOT / "workflow" / "profiles" / "slurm"
+    args = ("--profile", str(profile), "--configfile", str(ROOT / "config" / "paper.yaml"))
+    assert planned_jobs(*args, cwd=tmp_path)["train_routers"] == 9
+    out = snakemake("--dry-run", *args, cwd=tmp_path).stdout
+    train = out[out.index("rule train_routers:") :].split("\n\n")[0]
+    assert "slurm_partition=gpu" in train and "gres=gpu:1" in train
+
+
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [

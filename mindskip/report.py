@@ -220,38 +220,55 @@ def main_table(evals: pd.DataFrame, profiles: pd.DataFrame, paper: pd.DataFrame)
     return pd.DataFrame(rows)
 
 
+FAMILIES = {"router": "mindskip", "static": "static drop", "random": "random"}
+
+
+def sweep_points(evals: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method family, requested ratio): average accuracy, paired difference to
+    dense with its stderr, realised skip ratio. Random seeds (one evaluation each) are
+    averaged. What the sweep table and the accuracy-vs-skip figure both show."""
+    swept = evals[evals["ratio"] != "native"]
+    rows = []
+    for (kind, ratio), g in swept.groupby([swept["kind"], swept["ratio"]]):
+        per_method = [_summary(gm) | {"method": m} for m, gm in g.groupby("method")]
+        k = len(per_method)
+        rows.append(
+            {
+                "kind": kind,
+                "ratio": ratio,
+                "methods": [p["method"] for p in per_method],
+                "avg": sum(p["avg"] for p in per_method) / k,
+                "diff": sum(p["diff"] for p in per_method) / k,
+                "diff_se": math.sqrt(sum(p["diff_se"] ** 2 for p in per_method)) / k,
+                "realised": float(g.groupby("method")["realised_skip_ratio"].first().mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def sweep_table(evals: pd.DataFrame, profiles: pd.DataFrame, paper_drop: pd.DataFrame):
     """Accuracy and speed against the requested skip ratio, per method family, with the
     paper's MindSkip vs Attention Drop comparison at the same ratio."""
     speed = speed_lookup(profiles)
-    swept = evals[evals["ratio"] != "native"]
     rows = []
-    for (family, ratio), g in swept.groupby([swept["kind"], swept["ratio"]]):
-        # random: average the seeds (each seed is one evaluation)
-        per_method = [_summary(gm) | {"method": m} for m, gm in g.groupby("method")]
-        k = len(per_method)
-        avg = sum(p["avg"] for p in per_method) / k
-        diff = sum(p["diff"] for p in per_method) / k
-        diff_se = math.sqrt(sum(p["diff_se"] ** 2 for p in per_method)) / k
-        realised = g.groupby("method")["realised_skip_ratio"].first().mean()
+    for pt in sweep_points(evals).itertuples(index=False):
         row = {
-            "family": {"router": "mindskip", "static": "static drop", "random": "random"}[family],
-            "methods": ", ".join(p["method"] for p in per_method),
-            "requested": float(ratio),
-            "realised": round(float(realised), 3),
-            "avg": round(avg * 100, 2),
-            "Δ vs dense (paired)": _pm(diff, diff_se),
+            "family": FAMILIES[pt.kind],
+            "methods": ", ".join(pt.methods),
+            "requested": float(pt.ratio),
+            "realised": round(pt.realised, 3),
+            "avg": round(pt.avg * 100, 2),
+            "Δ vs dense (paired)": _pm(pt.diff, pt.diff_se),
         }
-        sp = [speed.get((p["method"], ratio), {}) for p in per_method]
+        sp = [speed.get((m, pt.ratio), {}) for m in pt.methods]
         for regime in sorted({r for s in sp for r in s}):
             vals = [s[regime] for s in sp if regime in s]
             row[f"speedup {regime}"] = f"{sum(vals) / len(vals):.2f}x"
-        prow = paper_drop[(paper_drop["skip_ratio"] - float(ratio)).abs() < 1e-9]
-        if not prow.empty:
-            col = "mindskip" if family == "router" else "attention_drop"
-            if family in ("router", "static"):
-                p = prow.iloc[0]
-                row["paper (Llama-3-8B)"] = f"{p[col]:.1f} (dense {p['dense']:.1f})"
+        prow = paper_drop[(paper_drop["skip_ratio"] - float(pt.ratio)).abs() < 1e-9]
+        if not prow.empty and pt.kind in ("router", "static"):
+            p = prow.iloc[0]
+            col = "mindskip" if pt.kind == "router" else "attention_drop"
+            row["paper (Llama-3-8B)"] = f"{p[col]:.1f} (dense {p['dense']:.1f})"
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["requested", "family"]) if rows else pd.DataFrame()
 
@@ -324,22 +341,27 @@ def _empty(ax: Any, text: str) -> None:
 
 
 def figure_accuracy_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
-    """Paired accuracy change against the realised skip ratio, per method family."""
+    """Paired accuracy change against the realised skip ratio: one line per method family,
+    one point per requested ratio (the points of :func:`sweep_points`)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     labels = {"router": "MindSkip (calibrated)", "static": "static drop", "random": "random"}
     markers = {"router": "o", "static": "s", "random": "^"}
+    points = sweep_points(evals)
     for kind, label in labels.items():
-        g = evals[(evals["kind"] == kind) & (evals["ratio"] != "native")]
+        g = points[points["kind"] == kind].sort_values("realised") if len(points) else points
         if g.empty:
             continue
-        pts = []
-        for _method, gm in g.groupby("method"):
-            s = _summary(gm)
-            pts.append((gm["realised_skip_ratio"].iloc[0], s["diff"] * 100, s["diff_se"] * 100))
-        pts.sort()
-        xs, ys, es = zip(*pts, strict=True)
-        ax.errorbar(xs, ys, yerr=es, marker=markers[kind], capsize=3, label=label, ls="")
+        ax.errorbar(
+            g["realised"],
+            g["diff"] * 100,
+            yerr=g["diff_se"] * 100,
+            marker=markers[kind],
+            capsize=3,
+            label=label,
+        )
+    if points.empty:
+        _empty(ax, "no swept ratios")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("realised skip ratio (fraction of all layers' sublayers)")
     ax.set_ylabel("Δ accuracy vs dense, points (paired ± s.e.)")
@@ -368,10 +390,8 @@ def figure_pareto(evals: pd.DataFrame, profiles: pd.DataFrame, out_dir: Path, ti
             sp = speed.get((method, ratio), {})
             if regime not in sp:
                 continue
-            kind = g["kind"].iloc[0]
             ax.scatter(sp[regime], g["value"].mean() * 100, label=f"{method} @{ratio}", s=25)
             ax.scatter(sp[f"{regime} ceiling"], g["value"].mean() * 100, marker="x", color="grey")
-            del kind
         ax.set_xlabel(f"speedup over dense ({regime}); x = ceiling")
         ax.set_ylabel("average accuracy (%)")
         ax.set_title(regime, fontsize=9)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mindskip.evaluate.items import write_items
-from mindskip.report import build_report, collect_evals
+from mindskip.report import build_report, collect_evals, sweep_points
 
 PAPER = Path(__file__).resolve().parents[1] / "resources" / "paper"
 
@@ -118,6 +118,21 @@ def test_paired_difference_in_tables(fixture_results):
     assert r["diff"] == pytest.approx(-1 / 8)
     same = df[(df["method"] == "r1") & (df["ratio"] == "native")]
     assert (same["diff"] == 0).all() and (same["diff_se"] == 0).all()
+
+
+def test_sweep_has_one_point_per_family_and_ratio(fixture_results, tmp_path):
+    """Two ratios of one router run are two points (not one averaged point)."""
+    two_lost = {"t1": [0, 1, 0, 0, 1, 0, 1, 0], "t2": [0, 0, 1, 0, 1, 1, 0, 0]}
+    run = {"unit": "attn", "routing": "sequence", "run": "r1", "num_routed": 16}
+    spec = {"name": "r1", "kind": "router", "ratio": "0.500", **run}
+    extra = _record(tmp_path / "more", "r1-50", spec, two_lost, 0.5)
+    points = sweep_points(collect_evals([*fixture_results["evals"], extra]))
+    router = points[points["kind"] == "router"].set_index("ratio")
+    assert sorted(router.index) == ["0.250", "0.500"]
+    assert router.loc["0.250", "diff"] == pytest.approx(-1 / 16)  # one of 16 items lost
+    assert router.loc["0.500", "diff"] == pytest.approx(-2 / 16)
+    assert router.loc["0.500", "realised"] == pytest.approx(0.5)
+    assert len(points[points["kind"] == "static"]) == 1
 
 
 def test_build_report_writes_every_table_and_figure(fixture_results, tmp_path):

@@ -151,3 +151,14 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
     # ... but not the assets, the dense score, the ranking or the static drop
     assert "prepare_assets" not in jobs
     assert "rank_importance" not in jobs
+
+    # the calibration mode reaches the calibrations and what reads them, nothing else
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    config["baselines"]["calibration_mode"] = "global"
+    changed.write_text(yaml.safe_dump(config, sort_keys=True))
+    jobs = planned_jobs("--configfile", str(changed), cwd=smoke_run)
+    assert jobs["calibrate_thresholds"] == 1
+    assert jobs["evaluate"] == 2  # router at 0.25, random at 0.25
+    assert jobs["profile"] == 1  # router at 0.25
+    for rule in ("prepare_assets", "train_routers", "rank_importance"):
+        assert rule not in jobs

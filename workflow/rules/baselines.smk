@@ -6,7 +6,7 @@ rule rank_importance:
     output:
         ranking="results/baselines/{model}/ranking-{unit}.json",
     params:
-        baselines=config["baselines"],
+        baselines=baseline_settings("calibration_samples", "calibration_length"),
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"
@@ -19,15 +19,18 @@ rule rank_importance:
 
 
 rule calibrate_thresholds:
-    """Per-layer thresholds of a trained router that hit a requested skip ratio on
-    held-out data (the paper's skip-ratio sweep)."""
+    """Thresholds of a trained router that hit a requested skip ratio on held-out data
+    (the paper's skip-ratio sweep): one tau per layer (``per_layer``: every routed layer
+    skips the same share) or one shared tau (``global``: the routers' own allocation)."""
     input:
         assets=ASSETS,
         routers="results/routers/{model}/{run}/routers.safetensors",
     output:
         calibration="results/baselines/{model}/{run}/calibration-{ratio}.json",
     params:
-        baselines=config["baselines"],
+        baselines=baseline_settings(
+            "calibration_samples", "calibration_length", "calibration_mode"
+        ),
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"

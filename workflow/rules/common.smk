@@ -62,6 +62,12 @@ wildcard_constraints:
     method=r"[A-Za-z0-9_.\-]+",
 
 
+def baseline_settings(*keys: str) -> dict:
+    """Only the baseline settings a rule uses, so that editing another one (a random seed,
+    a static unit) does not rerun it."""
+    return {k: config["baselines"][k] for k in keys}
+
+
 def eval_jobs() -> list[tuple[str, str]]:
     """Every (method, ratio) that is scored."""
     jobs = [("dense", "native")]

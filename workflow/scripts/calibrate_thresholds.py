@@ -1,4 +1,4 @@
-"""Shim: per-layer thresholds that hit a skip ratio (mindskip.baselines.calibrate_thresholds),
+"""Shim: thresholds that hit a skip ratio (mindskip.baselines.calibrate_thresholds),
 checked on other held-out records; the per-layer rates feed the random baseline."""
 
 import json
@@ -20,10 +20,14 @@ load_routers(model, routers)
 # calibration and check text: the end of the embedded training set (training takes its head)
 texts = [record_text(r) for r in training_records("embedded")[-2 * n :]]
 history: list[float] = []
-taus = calibrate_thresholds(model, tok, texts[n:], target, max_length=length, history=history)
+mode = b["calibration_mode"]
+taus = calibrate_thresholds(
+    model, tok, texts[n:], target, mode=mode, max_length=length, history=history
+)
 check = measure_skip_ratio(model, tok, texts[:n], max_length=length)
 record = {
     "requested_skip_ratio": target,
+    "mode": mode,
     "thresholds": {str(i): t for i, t in sorted(taus.items())},
     "realised_skip_ratio_calibration": history[-1] if history else None,
     "realised_skip_ratio_heldout": check,

@@ -189,41 +189,33 @@ class MindSkipLayer(GradientCheckpointingLayer):
         else:
             norm = layer.input_layernorm
 
-        # decode: the decision stored at prefill is looked up before any compute, so a
-        # skipped unit costs nothing (not even its norm) and no host sync
+        # decode: the sequence decision stored at prefill is looked up before any compute,
+        # so a skipped unit costs nothing (not even its norm) and no host sync
         decision = self._stored(cache, x.shape[0])
         if decision is not None:
             if decision.none:
-                return self._mlp_tail(x) if self.unit == "attn" else x
-            h = norm(x) if decision.all else norm(x.index_select(0, decision.rows))
-            return self._run(x, h, decision, kwargs, cache, rows_only=not decision.all)
+                return self._skip_all(x)
+            if decision.all:
+                return self._run_all(x, norm(x), kwargs)
+            rows = decision.rows
+            return self._run_sequences(x, norm(x.index_select(0, rows)), rows, kwargs)
 
         h = norm(x)
         decision, gate = self._decide(h, cache)
         if gate is not None and self.full_compute_in_training:
             return self._gated_full(x, h, gate, kwargs)
-        return self._run(x, h, decision, kwargs, cache)
-
-    def _run(
-        self,
-        x: torch.Tensor,
-        h: torch.Tensor,
-        decision: Decision,
-        kwargs: dict,
-        cache: Any,
-        rows_only: bool = False,
-    ) -> torch.Tensor:
-        """Run the unit where ``decision`` says so. ``h`` is the unit's normed input, for
-        every row, or (``rows_only``) for the executing sequences only."""
         if decision.all:
             return self._run_all(x, h, kwargs)
-        if self.routing == "sequence":
-            idx = decision.rows
-            if decision.none:
-                return self._mlp_tail(x) if self.unit == "attn" else x
-            h_rows = h if rows_only else h.index_select(0, idx)
-            return self._run_sequences(x, h_rows, idx, kwargs)
-        return self._run_tokens(x, h, decision, kwargs, cache)
+        if self.routing == "token":
+            return self._run_tokens(x, h, decision, kwargs, cache)
+        if decision.none:
+            return self._skip_all(x)
+        rows = decision.rows
+        return self._run_sequences(x, h.index_select(0, rows), rows, kwargs)
+
+    def _skip_all(self, x: torch.Tensor) -> torch.Tensor:
+        """No row executes the unit: what is left of the layer."""
+        return self._mlp_tail(x) if self.unit == "attn" else x
 
     def _attn(self, h: torch.Tensor, kwargs: dict) -> torch.Tensor:
         return self.layer.self_attn(hidden_states=h, **kwargs)[0]
@@ -268,7 +260,7 @@ class MindSkipLayer(GradientCheckpointingLayer):
             out = layer.mlp(h.reshape(-1, hidden).index_select(0, flat))
             return x.reshape(-1, hidden).index_add(0, flat, out).view(batch, length, hidden)
         if decision.none and cache is None:
-            return self._mlp_tail(x) if self.unit == "attn" else x
+            return self._skip_all(x)
         x_attn = _token_attention(layer.self_attn, h, decision.mask, kwargs, cache).to(x.dtype)
         x_attn = x + x_attn
         if self.unit == "attn":

@@ -15,6 +15,17 @@ from transformers import (
 
 torch.set_num_threads(int(os.environ.get("MINDSKIP_TEST_THREADS", "2")))
 
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (modules opt in with ``pytestmark``): tiny models run
+    fastest on one thread, above all on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = dict(
     vocab_size=97,
     hidden_size=32,

@@ -43,13 +43,7 @@ from mindskip.baselines import (
 UNITS = ["attn", "mlp", "block"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
 def seqs(n: int, seed: int, lo: int = 3, hi: int = 12) -> list[list[int]]:

@@ -102,13 +102,7 @@ def write_task(folder, name: str = "tiny_mc", n: int = 16, num_fewshot: int = 0)
     return str(folder.resolve())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: on a shared, busy machine two threads can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
 @pytest.fixture(scope="module")

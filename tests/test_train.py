@@ -68,13 +68,7 @@ def make_records(n: int, seed: int = 0) -> list[dict[str, str]]:
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, the more so on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
 FAST = dict(global_batch=8, micro_batch=4, max_length=48, val_count=8, progress=False)

@@ -1,5 +1,5 @@
 """Baselines through the wrapper: static drop (cosine ranking), random skipping, threshold
-calibration to a skip ratio, and the method spec that evaluation and profiling share."""
+calibration to a skip ratio, applied through the typed method specs of mindskip.methods."""
 
 from __future__ import annotations
 
@@ -22,14 +22,12 @@ from mindskip import (
     save_routers,
 )
 from mindskip.baselines import (
-    MethodSpec,
     calibrate_thresholds,
     drop_layers,
     layer_similarities,
     load_ranking,
     measure_skip_ratio,
     pad_batches,
-    prepare_method,
     rank_importance,
     ranking_record,
     rates_from_stats,
@@ -39,6 +37,8 @@ from mindskip.baselines import (
     sequence_uniform,
     skip_summary,
 )
+from mindskip.files import ResultFileError
+from mindskip.methods import Dense, RandomSkip, Routed, StaticDrop, prepare_method
 
 UNITS = ["attn", "mlp", "block"]
 
@@ -125,6 +125,13 @@ def test_ranking_record_roundtrip(tmp_path):
     assert drop_layers(loaded, 2) == tuple(sorted(r["layer"] for r in record["ranking"][:2]))
     with pytest.raises(ConfigError, match="k=6"):
         drop_layers(loaded, 6)
+    # a truncated or foreign file names itself and the fix, not a JSON parser's error
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(ResultFileError, match=r"rank\.json is truncated or corrupt.*rerun"):
+        load_ranking(path)
+    path.write_text('{"format": 1, "ranking": []}')
+    with pytest.raises(ResultFileError, match="rank_importance"):
+        load_ranking(path)
 
 
 @torch.no_grad()
@@ -137,7 +144,7 @@ def test_static_drop_equals_hand_removal(unit):
     batch = left_padded(rows)
     pos = (batch["attention_mask"].cumsum(-1) - 1).clamp_min(0)
     want = remove_sublayers(copy.deepcopy(dense), drop, unit)(**batch, position_ids=pos).logits
-    model = prepare_method(copy.deepcopy(dense), MethodSpec("static", unit=unit, layers=drop))
+    model = prepare_method(copy.deepcopy(dense), StaticDrop(unit, drop))
     got = model(**batch, position_ids=pos).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     assert realised_skip_ratio(model) == pytest.approx(2 / 6)
@@ -145,7 +152,7 @@ def test_static_drop_equals_hand_removal(unit):
     dense_logits = dense(**batch, position_ids=pos).logits
     assert not torch.allclose(got, dense_logits, atol=1e-3)
     # the same model object goes back to dense
-    prepare_method(model, MethodSpec())
+    prepare_method(model, Dense())
     assert not mindskip_layers(model) and realised_skip_ratio(model) == 0.0
     torch.testing.assert_close(model(**batch, position_ids=pos).logits, dense_logits)
 
@@ -153,7 +160,7 @@ def test_static_drop_equals_hand_removal(unit):
 @torch.no_grad()
 def test_random_skip_hits_rates_and_is_batch_invariant():
     rates = {1: 0.1, 2: 0.5, 3: 0.25, 4: 0.9}
-    model = prepare_method(make_model(), MethodSpec("random", rates=rates, seed=7))
+    model = prepare_method(make_model(), RandomSkip("attn", rates, seed=7))
     rows = seqs(400, seed=3, lo=2, hi=6)
     ratio = measure_skip_ratio(model, None, pad_batches(rows, 50))
     realised = rates_from_stats(model)
@@ -180,7 +187,7 @@ def test_random_skip_hits_rates_and_is_batch_invariant():
         for i, layer in mindskip_layers(model).items():
             assert layer.last_exec.tolist() == [expect[i][k]]
 
-    other = prepare_method(make_model(), MethodSpec("random", rates=rates, seed=8))
+    other = prepare_method(make_model(), RandomSkip("attn", rates, seed=8))
     measure_skip_ratio(other, None, pad_batches(rows, 50))
     assert rates_from_stats(other) != realised
 
@@ -227,7 +234,9 @@ def test_calibration_with_tied_scores_still_hits_total():
     randomise_routers(model, seed=13)
     rows = [r for r in seqs(100, seed=7) for _ in range(3)]
     history: list[float] = []
-    calibrate_thresholds(model, None, pad_batches(rows, 50), 0.25, history=history)
+    calibrate_thresholds(
+        model, None, pad_batches(rows, 50), 0.25, mode="per_layer", history=history
+    )
     assert abs(history[0] - 0.25) <= 2 / (300 * 6)
 
 
@@ -239,27 +248,6 @@ def test_calibration_refuses_unreachable_ratio_before_compute():
         calibrate_thresholds(model, None, [], 0.2, mode="bisect")
 
 
-def test_method_spec_validation_slug_and_roundtrip():
-    spec = MethodSpec("random", rates={3: 0.5, 2: 0.25}, seed=1)
-    assert spec.rates == ((2, 0.25), (3, 0.5))
-    assert spec.slug.startswith("random-attn-n2-s1-")
-    assert MethodSpec.from_dict(spec.to_dict()) == spec
-    assert MethodSpec("static", layers=(5, 2)).slug == "static-attn-k2"
-    assert MethodSpec().slug == "dense"
-    r = MethodSpec("router", routers_dir="results/routers/attn-seq-n16", thresholds={4: 0.6})
-    assert r.slug.startswith("router-attn-seq-n16-tau")
-    for bad in (
-        dict(kind="pruned"),
-        dict(kind="static", layers=(0, 2)),
-        dict(kind="dense", layers=(2,)),
-        dict(kind="router"),
-        dict(kind="random", rates={2: 1.5}),
-        dict(kind="random", rates={2: 0.5}, routing="token"),
-    ):
-        with pytest.raises(ConfigError):
-            MethodSpec(**bad)
-
-
 @torch.no_grad()
 def test_router_spec_loads_routers_and_thresholds(tmp_path):
     model = apply_mindskip(make_model(), MindSkipConfig(num_routed=4))
@@ -267,16 +255,14 @@ def test_router_spec_loads_routers_and_thresholds(tmp_path):
     save_routers(model, tmp_path / "r")
     x = left_padded(seqs(5, seed=6))
     want = model(**x).logits
-    fresh = prepare_method(make_model(), MethodSpec("router", routers_dir=tmp_path / "r"))
+    fresh = prepare_method(make_model(), Routed(tmp_path / "r"))
     torch.testing.assert_close(fresh(**x).logits, want, rtol=0, atol=0)
-    spec = MethodSpec("router", routers_dir=str(tmp_path / "r"), thresholds={2: 0.0, 3: 1.0})
+    spec = Routed(str(tmp_path / "r"), thresholds={2: 0.0, 3: 1.0})
     prepare_method(fresh, spec)
     reset_routing_stats(fresh)
     fresh(**x)
     assert routing_stats(fresh).total[2] == 1.0 and routing_stats(fresh).total[3] == 0.0
     with pytest.raises(ConfigError, match="attn/sequence routers"):
-        prepare_method(make_model(), MethodSpec("router", "mlp", routers_dir=tmp_path / "r"))
+        prepare_method(make_model(), Routed(tmp_path / "r", "mlp"))
     with pytest.raises(ConfigError, match="not routed"):
-        prepare_method(
-            make_model(), MethodSpec("router", routers_dir=tmp_path / "r", thresholds={5: 0.5})
-        )
+        prepare_method(make_model(), Routed(tmp_path / "r", thresholds={5: 0.5}))

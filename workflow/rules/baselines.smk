@@ -6,7 +6,9 @@ rule rank_importance:
     output:
         ranking="results/baselines/{model}/ranking-{unit}.json",
     params:
-        baselines=baseline_settings("calibration_samples", "calibration_length"),
+        baselines=baseline_settings("calibration_length"),
+        split=split_settings(),
+        data=config["datasets"][config["baselines"]["calibration_data"]],
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"
@@ -23,14 +25,13 @@ rule calibrate_thresholds:
     (the paper's skip-ratio sweep): one tau per layer (``per_layer``: every routed layer
     skips the same share) or one shared tau (``global``: the routers' own allocation)."""
     input:
-        assets=ASSETS,
-        routers="results/routers/{model}/{run}/routers.safetensors",
+        unpack(calibration_inputs),
     output:
         calibration="results/baselines/{model}/{run}/calibration-{ratio}.json",
     params:
-        baselines=baseline_settings(
-            "calibration_samples", "calibration_length", "calibration_mode"
-        ),
+        baselines=baseline_settings("calibration_length", "calibration_mode"),
+        split=split_settings(),
+        data=lambda wc: config["datasets"][PLAN.runs[wc.run].entry["data"]],
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"

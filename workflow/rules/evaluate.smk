@@ -5,6 +5,8 @@ rule evaluate:
         unpack(method_inputs),
     output:
         scores="results/eval/{model}/{method}/{ratio}/{suite}.json",
+        item_log="results/eval/{model}/{method}/{ratio}/{suite}.items.jsonl.gz",
+        lm_eval="results/eval/{model}/{method}/{ratio}/{suite}.lm_eval.json",
     params:
         method=method_params,
         eval=config["eval"],

@@ -5,6 +5,8 @@ rule profile:
         unpack(method_inputs),
     output:
         csv="results/profile/{model}/{method}/{ratio}/profile.csv",
+        json="results/profile/{model}/{method}/{ratio}/profile.json",
+        md="results/profile/{model}/{method}/{ratio}/profile.md",
     params:
         method=method_params,
         profile=config["profile"],

@@ -2,11 +2,10 @@ rule report:
     """Tables (CSV, Markdown, LaTeX) and figures (PNG, PDF), the paper's numbers beside
     ours. Reads only the JSON/CSV of the other stages: no torch, rebuilds in seconds."""
     input:
-        evals=[eval_file(m, r) for m, r in eval_jobs()],
-        profiles=(
-            [profile_file(m, r) for m, r in profile_jobs()] if config["profile"]["enabled"] else []
-        ),
-        metrics=[metrics_file(run) for run in RUNS],
+        evals=eval_outputs(),
+        item_logs=[PATHS.items(m, r) for m, r in PLAN.eval_jobs],
+        profiles=profile_outputs(),
+        metrics=metrics_outputs(),
         paper=workflow.source_path("../../resources/paper/main_results.csv"),
     output:
         tables=[f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")],

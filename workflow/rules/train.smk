@@ -1,15 +1,16 @@
 rule train_routers:
     """Router-Tuning: only the routers train; everything else stays frozen."""
     input:
-        assets=ASSETS,
+        unpack(run_inputs),
     output:
-        routers=f"results/routers/{{model}}/{{run}}/routers.safetensors",
-        metrics=f"results/routers/{{model}}/{{run}}/metrics.json",
+        routers="results/routers/{model}/{run}/routers.safetensors",
+        config="results/routers/{model}/{run}/mindskip_config.json",
+        metrics="results/routers/{model}/{run}/metrics.json",
     params:
-        run=lambda wc: RUNS[wc.run],
-        data=lambda wc: config["datasets"][RUNS[wc.run]["data"]],
+        run=run_params,
+        data=lambda wc: config["datasets"][PLAN.runs[wc.run].entry["data"]],
         recipe=config["recipe"],
-        holdout=config["baselines"]["calibration_samples"],
+        split=split_settings(),
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"

@@ -1,44 +1,32 @@
-"""Shim: thresholds that hit a skip ratio (mindskip.baselines.calibrate_thresholds),
-checked on other held-out records; the per-layer rates feed the random baseline."""
+"""Shim: thresholds that hit a skip ratio (mindskip.baselines.calibration_record), fitted
+on the calibration part of the run's held-out split and checked on its check part."""
 
-import json
+from pathlib import Path
 
-from mindskip import load_routers, routers_hash
-from mindskip.baselines import calibrate_thresholds, measure_skip_ratio, rates_from_stats
+from mindskip.baselines import calibration_record
 from mindskip.data import record_text, training_records
+from mindskip.data.split import split_records
+from mindskip.files import write_json
+from mindskip.methods import Dense, prepare_method
 from mindskip.modeling import load_model
-from mindskip.provenance import log_to_file, set_threads, stamp
+from mindskip.provenance import log_to_file, set_threads
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 set_threads(sm.threads)
 b, m = sm.params.baselines, sm.params.model
-n, length, target = b["calibration_samples"], b["calibration_length"], float(sm.wildcards.ratio)
+split = split_records(training_records(sm.params.data), **sm.params.split)
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
-routers = str(sm.input.routers).rsplit("/", 1)[0]
-load_routers(model, routers)
-# calibration and check text: the end of the embedded training set (training takes its head)
-texts = [record_text(r) for r in training_records("embedded")[-2 * n :]]
-history: list[float] = []
-mode = b["calibration_mode"]
-taus = calibrate_thresholds(
-    model, tok, texts[n:], target, mode=mode, max_length=length, history=history
+lora = sm.input.get("lora")
+prepare_method(model, Dense(lora=str(Path(lora).parent) if lora else None))
+record = calibration_record(
+    model,
+    tok,
+    routers=str(Path(sm.input.routers).parent),
+    target=float(sm.wildcards.ratio),
+    fit=[record_text(r) for r in split.calibration],
+    check=[record_text(r) for r in split.check],
+    mode=b["calibration_mode"],
+    max_length=b["calibration_length"],
 )
-check = measure_skip_ratio(model, tok, texts[:n], max_length=length)
-record = {
-    "requested_skip_ratio": target,
-    "mode": mode,
-    "thresholds": {str(i): t for i, t in sorted(taus.items())},
-    "realised_skip_ratio_calibration": history[-1] if history else None,
-    "realised_skip_ratio_heldout": check,
-    "rates_heldout": {str(i): r for i, r in sorted(rates_from_stats(model).items())},
-    "history": history,
-    "routers": routers,
-    "routers_sha256": routers_hash(routers),
-    "n_calibration": n,
-    "n_heldout": n,
-    "max_length": length,
-    **stamp(),
-}
-with open(sm.output.calibration, "w") as f:
-    json.dump(record, f, indent=2)
+write_json(sm.output.calibration, record)

@@ -1,0 +1,342 @@
+"""The experiment as data: :func:`plan` turns a validated config into runs, methods, jobs
+and file paths. It is the one place that knows what a run or a method is called and which
+files it reads; ``workflow/rules/common.smk`` imports it, and no rule parses a name.
+
+Imports neither torch nor Snakemake, so planning a workflow costs milliseconds.
+
+- A :class:`Run` is one router-tuning entry of ``routers:``. Its identity is a readable
+  slug plus a short hash of the whole entry, so two entries that differ in any setting
+  (lambda, penalty, objective, data, init, LoRA, ...) are two runs.
+- A :class:`LoraRun` is one LoRA-only fine-tune of ``lora:`` (the paper's LoRA table).
+- A :class:`Method` is what a job scores, before its inputs are read: its kind, the run it
+  derives from, and its settings. :func:`resolve` reads the input files and gives the
+  typed spec (:mod:`mindskip.methods`) that evaluation and profiling apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .files import read_json
+
+NATIVE = "native"
+KINDS = ("dense", "lora", "router", "static", "random", "pattern")
+CANDIDATES = ("routed", "all")
+# Settings of a router entry that do not change the trained routers.
+_NOT_IDENTITY = ("sweep",)
+
+
+def fmt_ratio(r: float | str) -> str:
+    return NATIVE if r == NATIVE else f"{float(r):.3f}"
+
+
+def canonical(value: Any) -> Any:
+    """The same settings in one key order (Snakemake compares params in order)."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def short_hash(entry: Mapping[str, Any]) -> str:
+    text = json.dumps(canonical(dict(entry)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+@dataclass(frozen=True)
+class LoraRun:
+    """A LoRA-only fine-tune of the dense model."""
+
+    slug: str
+    entry: dict[str, Any] = field(hash=False, compare=False)
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> LoraRun:
+        name = f"r{entry['r']}-{entry['data']}-{entry['train_samples']}-{short_hash(entry)}"
+        return cls(slug=name, entry=dict(entry))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One router-tuning run (an entry of ``routers:``)."""
+
+    slug: str
+    unit: str
+    routing: str
+    num_routed: int
+    sweep: bool
+    lora: str | None  # the LoraRun slug the routers are tuned on top of
+    entry: dict[str, Any] = field(hash=False, compare=False)
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any], lora: LoraRun | None = None) -> Run:
+        ident = {k: v for k, v in entry.items() if k not in _NOT_IDENTITY}
+        if lora is not None:
+            ident["lora"] = lora.entry
+        target = entry.get("capacity_target")
+        readable = (
+            f"{entry['unit']}-{entry['routing'][:3]}-n{entry['num_routed']}-"
+            f"{'free' if target is None else f'c{target:g}'}-{entry['data']}-"
+            f"{entry['train_samples']}"
+        )
+        return cls(
+            slug=f"{readable}-{short_hash(ident)}",
+            unit=entry["unit"],
+            routing=entry["routing"],
+            num_routed=int(entry["num_routed"]),
+            sweep=bool(entry.get("sweep", False)),
+            lora=None if lora is None else lora.slug,
+            entry=dict(entry),
+        )
+
+
+@dataclass(frozen=True)
+class Method:
+    """A planned method (see the module docstring); ``name`` is its ``{method}`` wildcard."""
+
+    name: str
+    kind: str
+    unit: str = "attn"
+    routing: str = "sequence"
+    run: str | None = None  # router / random / pattern: the run; lora: the LoraRun
+    candidates: str | None = None  # static: "routed" or "all"
+    num_routed: int | None = None  # static over routed candidates
+    seed: int | None = None  # random
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where every stage writes, for one model slug and one evaluation suite."""
+
+    model: str
+    suite: str
+
+    assets = "results/assets/manifest.json"
+
+    def routers(self, run: str) -> str:
+        return f"results/routers/{self.model}/{run}/routers.safetensors"
+
+    def router_config(self, run: str) -> str:
+        return f"results/routers/{self.model}/{run}/mindskip_config.json"
+
+    def metrics(self, run: str) -> str:
+        return f"results/routers/{self.model}/{run}/metrics.json"
+
+    def lora(self, slug: str) -> str:
+        return f"results/lora/{self.model}/{slug}/adapter_model.safetensors"
+
+    def ranking(self, unit: str) -> str:
+        return f"results/baselines/{self.model}/ranking-{unit}.json"
+
+    def calibration(self, run: str, ratio: str) -> str:
+        return f"results/baselines/{self.model}/{run}/calibration-{ratio}.json"
+
+    def eval(self, method: str, ratio: str) -> str:
+        return f"results/eval/{self.model}/{method}/{ratio}/{self.suite}.json"
+
+    def items(self, method: str, ratio: str) -> str:
+        return f"results/eval/{self.model}/{method}/{ratio}/{self.suite}.items.jsonl.gz"
+
+    def profile(self, method: str, ratio: str) -> str:
+        return f"results/profile/{self.model}/{method}/{ratio}/profile.csv"
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: dict[str, Run]
+    loras: dict[str, LoraRun]
+    methods: dict[str, Method]
+    ratios: tuple[str, ...]
+    eval_jobs: tuple[tuple[str, str], ...]
+    profile_jobs: tuple[tuple[str, str], ...]
+    paths: Paths
+
+    def method(self, name: str) -> Method:
+        try:
+            return self.methods[name]
+        except KeyError:
+            known = sorted(self.methods)
+            raise KeyError(f"no method {name!r} in this config (known: {known})") from None
+
+    def inputs(self, name: str, ratio: str) -> dict[str, str]:
+        """The files a method needs at a ratio, by role (rules unpack this)."""
+        m, p = self.method(name), self.paths
+        out = {"assets": p.assets}
+        run = self.runs.get(m.run) if m.run else None
+        if m.kind == "lora":
+            out["lora"] = p.lora(m.run)
+        elif m.kind == "router":
+            out["routers"] = p.routers(m.run)
+            if ratio != NATIVE:
+                out["calibration"] = p.calibration(m.run, ratio)
+        elif m.kind == "static":
+            out["ranking"] = p.ranking(m.unit)
+        elif m.kind in ("random", "pattern"):
+            out["reference"] = p.eval(m.run, ratio)  # the router's scores on the same items
+        if run is not None and run.lora is not None:
+            out["lora"] = p.lora(run.lora)
+        return out
+
+    def params(self, name: str, ratio: str) -> dict[str, Any]:
+        """What a job records about its method (JSON-able, canonical key order)."""
+        return canonical({**self.method(name).to_dict(), "ratio": ratio})
+
+
+def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, LoraRun]):
+    b = config["baselines"]
+    out = {"dense": Method("dense", "dense")}
+    out |= {f"lora-{s}": Method(f"lora-{s}", "lora", run=s) for s in loras}
+    for r in runs.values():
+        out[r.slug] = Method(r.slug, "router", r.unit, r.routing, run=r.slug)
+    swept = [r for r in runs.values() if r.sweep]
+    for unit in b["static_units"]:
+        for cand in b["static_candidates"]:
+            if cand == "all":
+                out[f"drop-{unit}-all"] = Method(
+                    f"drop-{unit}-all", "static", unit, candidates=cand
+                )
+            for n in sorted({r.num_routed for r in swept}) if cand == "routed" else []:
+                name = f"drop-{unit}-n{n}"
+                out[name] = Method(name, "static", unit, candidates=cand, num_routed=n)
+    for r in swept:
+        for s in b["random_seeds"]:
+            name = f"random{s}-{r.slug}"
+            out[name] = Method(name, "random", r.unit, run=r.slug, seed=int(s))
+        if b["router_pattern"]:
+            name = f"pattern-{r.slug}"
+            out[name] = Method(name, "pattern", r.unit, run=r.slug)
+    return out
+
+
+def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str, Run]):
+    ratios = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
+    swept = {r.slug for r in runs.values() if r.sweep}
+    evals = [(n, NATIVE) for n, m in methods.items() if m.kind in ("dense", "lora", "router")]
+    for ratio in ratios:
+        for n, m in methods.items():
+            if m.kind == "static" or (m.run in swept and m.kind != "lora"):
+                evals.append((n, ratio))
+    prof = config["profile"]
+    chosen = ratios if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
+    profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router"]
+    profiles += [
+        (n, r) for n, r in evals if r in chosen and methods[n].kind in ("router", "static")
+    ]
+    return ratios, tuple(evals), tuple(profiles) if prof["enabled"] else ()
+
+
+def plan(config: Mapping[str, Any]) -> Plan:
+    """Runs, methods and jobs of a config validated against the workflow's schema."""
+    loras = {lr.slug: lr for lr in (LoraRun.of(e) for e in config.get("lora", []))}
+    lora_names = {e.get("name"): s for e, s in zip(config.get("lora", []), loras, strict=True)}
+    runs: dict[str, Run] = {}
+    for i, entry in enumerate(config["routers"]):
+        if entry["data"] not in config["datasets"]:
+            raise ValueError(
+                f"config 'routers' entry {i}: data {entry['data']!r} is not a key of "
+                f"'datasets' (known: {sorted(config['datasets'])})"
+            )
+        lora_name = entry.get("lora")
+        if lora_name is not None and lora_name not in lora_names:
+            raise ValueError(
+                f"config 'routers' entry {i}: lora {lora_name!r} is not the name of a 'lora' "
+                f"entry (known: {sorted(k for k in lora_names if k)})"
+            )
+        run = Run.of(entry, loras[lora_names[lora_name]] if lora_name else None)
+        if run.slug in runs:
+            raise ValueError(
+                f"config 'routers' entries {list(runs).index(run.slug)} and {i} are the same "
+                "run (every setting equal); remove one or make them differ"
+            )
+        runs[run.slug] = run
+    methods = _methods(config, runs, loras)
+    ratios, evals, profiles = _jobs(config, methods, runs)
+    paths = Paths(model=config["model"]["name"], suite=config["eval"]["suite"])
+    return Plan(runs, loras, methods, ratios, evals, profiles, paths)
+
+
+# --------------------------------------------------------------------------- resolving
+def static_layers(
+    ranking: Mapping[str, Any], ratio: float, candidates: tuple[int, ...] | None = None
+) -> tuple[int, ...]:
+    """The ``round(ratio * L)`` most similar (least important) layers of a ranking, among
+    ``candidates`` (None: every ranked layer)."""
+    k = round(ratio * ranking["num_layers"])
+    rows = [r for r in ranking["ranking"] if candidates is None or int(r["layer"]) in candidates]
+    if k > len(rows):
+        raise ValueError(f"skip ratio {ratio} needs {k} layers; only {len(rows)} are candidates")
+    return tuple(sorted(int(r["layer"]) for r in rows[:k]))
+
+
+def routed_range(num_layers: int, num_routed: int) -> tuple[int, ...]:
+    return tuple(range(num_layers - num_routed - 1, num_layers - 1))
+
+
+def _reference(path: str | Path) -> dict[str, Any]:
+    """The router's evaluation record: its realised per-layer capacity, pooled and per task."""
+    rec = read_json(path, "router evaluation record")
+    routing = rec.get("routing") or {}
+    if not (routing.get("realised") or {}).get("capacity_per_layer"):
+        raise ValueError(f"{path} records no routing statistics: is it a router's score file?")
+    return routing
+
+
+def _pattern(routing: Mapping[str, Any]) -> tuple[int, ...]:
+    """The k layers the router executes least, k = its realised number of skipped layers."""
+    real = routing["realised"]
+    cap = {int(i): float(c) for i, c in real["capacity_per_layer"].items()}
+    k = round(real["skip_ratio"] * real["num_layers"])
+    return tuple(sorted(sorted(cap, key=lambda i: (cap[i], i))[:k]))
+
+
+def resolve(method: Mapping[str, Any], inputs: Mapping[str, str | None]) -> tuple[Any, dict]:
+    """``(spec, metadata)`` of a planned method (:meth:`Plan.params`) from its input files.
+
+    The metadata is what the evaluation and profile records keep: the planned method
+    (``spec``), the resolved spec (``method_spec``), the requested ratio and router folder.
+    """
+    from .methods import Dense, RandomSkip, Routed, StaticDrop
+
+    kind, ratio = method["kind"], method["ratio"]
+    requested = None if ratio == NATIVE else float(ratio)
+    lora = str(Path(inputs["lora"]).parent) if inputs.get("lora") else None
+    meta: dict[str, Any] = {"spec": dict(method), "requested_skip_ratio": requested}
+    if kind in ("dense", "lora"):
+        spec = Dense(lora=lora)
+    elif kind == "router":
+        routers = str(Path(inputs["routers"]).parent)
+        cal = read_json(inputs["calibration"], "calibration") if inputs.get("calibration") else {}
+        spec = Routed(
+            routers, method["unit"], method["routing"], cal.get("thresholds", {}), lora=lora
+        )
+        meta["router_path"] = routers
+    elif kind == "static":
+        rank = read_json(inputs["ranking"], "importance ranking")
+        cands = None
+        if method.get("candidates") == "routed":
+            cands = routed_range(rank["num_layers"], method["num_routed"])
+        spec = StaticDrop(method["unit"], static_layers(rank, requested, cands))
+    elif kind == "random":
+        ref = _reference(inputs["reference"])
+        rates = {i: 1.0 - c for i, c in ref["realised"]["capacity_per_layer"].items()}
+        per_task = {
+            t: {i: 1.0 - c for i, c in s["capacity_per_layer"].items()}
+            for t, s in ref["realised_per_task"].items()
+        }
+        spec = RandomSkip(method["unit"], rates, method["seed"], per_task)
+    elif kind == "pattern":
+        spec = StaticDrop(method["unit"], _pattern(_reference(inputs["reference"])))
+    else:
+        raise ValueError(f"unknown method kind {kind!r}")
+    meta["method"] = spec.kind
+    meta["method_spec"] = spec.to_dict()
+    return spec, meta

@@ -108,6 +108,8 @@ class Method:
     candidates: str | None = None  # static: "routed" or "all"
     num_routed: int | None = None  # static over routed candidates
     seed: int | None = None  # random
+    train_samples: int | None = None  # router / random / pattern: the run's sample count
+    lora: str | None = None  # the LoraRun the model is tuned on (lora, router, derived)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -194,9 +196,12 @@ class Plan:
 def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, LoraRun]):
     b = config["baselines"]
     out = {"dense": Method("dense", "dense")}
-    out |= {f"lora-{s}": Method(f"lora-{s}", "lora", run=s) for s in loras}
+    out |= {f"lora-{s}": Method(f"lora-{s}", "lora", run=s, lora=s) for s in loras}
     for r in runs.values():
-        out[r.slug] = Method(r.slug, "router", r.unit, r.routing, run=r.slug)
+        n = int(r.entry["train_samples"])
+        out[r.slug] = Method(
+            r.slug, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora
+        )
     swept = [r for r in runs.values() if r.sweep]
     for unit in b["static_units"]:
         for cand in b["static_candidates"]:
@@ -210,10 +215,10 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
     for r in swept:
         for s in b["random_seeds"]:
             name = f"random{s}-{r.slug}"
-            out[name] = Method(name, "random", r.unit, run=r.slug, seed=int(s))
+            out[name] = Method(name, "random", r.unit, run=r.slug, seed=int(s), lora=r.lora)
         if b["router_pattern"]:
             name = f"pattern-{r.slug}"
-            out[name] = Method(name, "pattern", r.unit, run=r.slug)
+            out[name] = Method(name, "pattern", r.unit, run=r.slug, lora=r.lora)
     return out
 
 

@@ -1,8 +1,9 @@
-"""Tables and figures from fixture records: no torch, no model."""
+"""Tables, claims and figures from fixture records: no torch, no model."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,43 +12,63 @@ import pandas as pd
 import pytest
 
 from mindskip.evaluate.items import write_items
-from mindskip.report import build_report, collect_evals, sweep_points
+from mindskip.report import analyse_runs, build_report, eval_frame, load_runs, sweep_points
+from mindskip.report.collect import layer_frame
+from mindskip.report.figures import figure_layer_skip, figure_quality_vs_skip
 
 PAPER = Path(__file__).resolve().parents[1] / "resources" / "paper"
+N = 40  # items per task
 
 
-def _record(tmp: Path, name: str, spec: dict, correct: dict[str, list[int]], skip: float):
-    """An evaluation record (the layout mindskip.evaluate writes) with per-item rows."""
-    folder = tmp / name
-    items, rows = [], []
-    for task, flags in correct.items():
-        for i, c in enumerate(flags):
-            items.append({"task": task, "doc_id": i, "filter": "none", "acc": float(c)})
-        n = len(flags)
-        mean = sum(flags) / n
+def _items(task: str, shift: float, wrong: set[int]) -> list[dict]:
+    """Three-choice items; the gold is choice 0 unless the item is in ``wrong``; ``shift``
+    moves log-likelihood mass off the gold (a method further from dense)."""
+    rows = []
+    for i in range(N):
+        lls = [-1.0 - shift - (2.0 if i in wrong else 0.0), -2.0 - (i % 3) * 0.1, -2.5]
+        chars = [10, 10, 10]
+        pred = max(range(3), key=lambda k: lls[k] / chars[k])
         rows.append(
             {
-                "task": task,
-                "label": task,
-                "metric": "acc",
-                "filter": "none",
-                "value": mean,
-                "stderr": (mean * (1 - mean) / (n - 1)) ** 0.5,
-                "n": n,
-                "num_fewshot": 0,
-                "chance": 0.25,
-                "unit": spec.get("unit"),
-                "routing": spec.get("routing"),
-                "realised_skip_ratio": skip,
+                "task": task, "doc_id": i, "filter": "none", "target": 0, "n_choices": 3,
+                "loglikelihoods": lls, "choice_chars": chars, "pred": pred, "pred_norm": pred,
+                "acc": float(pred == 0), "acc_norm": float(pred == 0), "doc_hash": f"{task}{i}",
             }
-        )
+        )  # fmt: skip
+    return rows
+
+
+def _record(tmp: Path, spec: dict, shift: float, wrong: dict[str, set[int]], skip: float):
+    """An evaluation record (the layout mindskip.evaluate writes) with per-item rows."""
+    folder = tmp / spec["name"] / spec["ratio"]
+    items, rows = [], []
+    for task, bad in wrong.items():
+        task_items = _items(task, shift, bad)
+        items += task_items
+        mean = sum(r["acc_norm"] for r in task_items) / N
+        rows.append(
+            {
+                "task": task, "label": task, "metric": "acc_norm", "filter": "none",
+                "value": mean, "stderr": (mean * (1 - mean) / (N - 1)) ** 0.5, "n": N,
+                "num_fewshot": 0, "chance": 1 / 3, "realised_skip_ratio": skip,
+            }
+        )  # fmt: skip
     write_items(folder / "embedded.items.jsonl.gz", items)
-    layers = {str(i): (0.5 if skip else 1.0) for i in range(13, 29)}
-    per_task = {t: {"capacity_per_layer": layers} for t in correct}
+    cap = {str(i): (0.5 if skip and i % 2 else 1.0) for i in range(13, 29)}
+    stats = {"capacity_per_layer": cap, "decisions_per_layer": dict.fromkeys(cap, float(N))}
+    ratio = spec["ratio"]
     rec = {
         "rows": rows,
-        "method": {"method": spec["kind"], "spec": spec},
-        "routing": {"realised": {"skip_ratio": skip}, "realised_per_task": per_task},
+        "method": {
+            "method": spec["kind"],
+            "spec": spec,
+            "requested_skip_ratio": None if ratio == "native" else float(ratio),
+        },
+        "routing": {
+            "realised": {"skip_ratio": skip, "num_layers": 30, **stats},
+            "realised_per_task": {t: stats for t in wrong},
+        },
+        "run": {"route_on": "prompt"},
         "files": {"items": "embedded.items.jsonl.gz"},
     }
     path = folder / "embedded.json"
@@ -55,43 +76,43 @@ def _record(tmp: Path, name: str, spec: dict, correct: dict[str, list[int]], ski
     return path
 
 
+RUN = {"unit": "attn", "routing": "sequence", "run": "r1", "train_samples": 100}
+
+
 @pytest.fixture
 def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
-    base = {"t1": [1, 1, 0, 0, 1, 0, 1, 0], "t2": [1, 0, 1, 0, 1, 1, 0, 0]}
-    one_lost = {"t1": [1, 1, 0, 0, 1, 0, 1, 0], "t2": [0, 0, 1, 0, 1, 1, 0, 0]}
-    run = {"unit": "attn", "routing": "sequence", "run": "r1", "num_routed": 16}
+    none = {"t1": set(), "t2": set()}
+    few = {"t1": {1, 2}, "t2": {3}}
+    many = {"t1": {1, 2, 5, 7, 9}, "t2": {3, 4, 8, 11}}
     evals = [
-        _record(tmp_path, "dense", {"name": "dense", "kind": "dense", "ratio": "native"}, base, 0),
-        _record(
-            tmp_path, "r1", {"name": "r1", "kind": "router", "ratio": "native", **run}, base, 0.27
-        ),
-        _record(
-            tmp_path,
-            "r1-25",
-            {"name": "r1", "kind": "router", "ratio": "0.250", **run},
-            one_lost,
-            0.25,
-        ),
+        _record(tmp_path, {"name": "dense", "kind": "dense", "ratio": "native"}, 0.0, none, 0),
+        _record(tmp_path, {"name": "r1", "kind": "router", "ratio": "native"} | RUN, 0.1, few, 0.2),
+        _record(tmp_path, {"name": "r1", "kind": "router", "ratio": "0.250"} | RUN, 0.1, few, 0.25),
         _record(
             tmp_path,
-            "drop",
-            {"name": "drop-attn", "kind": "static", "ratio": "0.250", "unit": "attn"},
-            one_lost,
-            0.267,
+            {"name": "drop-attn-all", "kind": "static", "ratio": "0.250", "unit": "attn",
+             "candidates": "all"},
+            0.6, many, 0.267,
         ),
-    ]
+    ]  # fmt: skip
     profiles = []
-    for ratio, speed, ceiling in (("native", 1.1, 1.12), ("0.250", 1.08, 1.1)):
+    for ratio, speed, lo, ceiling in (("native", 1.1, 1.05, 1.12), ("0.250", 1.02, 0.97, 1.1)):
         prof = tmp_path / "profile" / "r1" / ratio / "profile.csv"
         prof.parent.mkdir(parents=True)
         regime = {"phase": "prefill", "batch": 1, "prompt_len": 8, "new_tokens": 0}
+        common = {**regime, "cache": "dynamic", "skip_ratio": 0.25, "aten_ops": 10}
+        common |= {"kv_cache_bytes": -1, "repeats": 5}
         pd.DataFrame(
             [
-                {**regime, "cache": "dynamic", "variant": "dense", "speedup": 1.0},
-                {**regime, "cache": "dynamic", "variant": "mindskip", "speedup": speed},
-                {**regime, "cache": "dynamic", "variant": "ceiling", "speedup": ceiling},
+                {**common, "variant": "dense", "speedup": 1.0},
+                {**common, "variant": "mindskip", "speedup": speed, "speedup_ci_low": lo,
+                 "speedup_ci_high": speed + 0.05, "achieved_vs_ceiling": speed / ceiling},
+                {**common, "variant": "ceiling", "speedup": ceiling, "speedup_ci_low": 1.08,
+                 "speedup_ci_high": 1.15},
             ]
-        ).to_csv(prof, index=False)
+        ).to_csv(prof, index=False)  # fmt: skip
+        spec = {"name": "r1", "kind": "router", "ratio": ratio, **RUN}
+        prof.with_suffix(".json").write_text(json.dumps({"method": {"spec": spec}, "rows": []}))
         profiles.append(prof)
     metrics = tmp_path / "r1" / "metrics.json"
     metrics.write_text(
@@ -112,55 +133,100 @@ def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
     return {"evals": evals, "profiles": profiles, "metrics": [metrics]}
 
 
-def test_paired_difference_in_tables(fixture_results):
-    df = collect_evals(fixture_results["evals"])
-    r = df[(df["method"] == "r1") & (df["ratio"] == "0.250") & (df["task"] == "t2")].iloc[0]
-    assert r["diff"] == pytest.approx(-1 / 8)
-    same = df[(df["method"] == "r1") & (df["ratio"] == "native")]
-    assert (same["diff"] == 0).all() and (same["diff_se"] == 0).all()
+def test_paired_metrics_in_the_eval_frame(fixture_results):
+    runs = load_runs(fixture_results["evals"])
+    df = eval_frame(runs, analyse_runs(runs))
+    r = df[(df["name"] == "r1@0.250") & (df["task"] == "t2")].iloc[0]
+    assert r["acc_diff"] == pytest.approx(-1 / N)  # one of 40 items lost
+    assert r["flip_loss"] == pytest.approx(1 / N) and r["flip_gain"] == 0
+    assert r["kl"] > 0 and r["kl_ci_low"] <= r["kl"] <= r["kl_ci_high"]
+    pooled = df[(df["name"] == "r1@0.250") & (df["task"] == "pooled")].iloc[0]
+    assert pooled["acc_diff"] == pytest.approx(-3 / (2 * N))
+    assert pooled["n"] == 2 * N
+    dense = df[df["name"] == "dense@native"]
+    assert (dense["kl"] == 0).all() and (dense["acc_diff"] == 0).all()
+    drop = df[(df["name"] == "drop-attn-all@0.250") & (df["task"] == "pooled")].iloc[0]
+    assert drop["kl"] > pooled["kl"]  # the drop moved more mass off the gold
 
 
-def test_sweep_has_one_point_per_family_and_ratio(fixture_results, tmp_path):
-    """Two ratios of one router run are two points (not one averaged point)."""
-    two_lost = {"t1": [0, 1, 0, 0, 1, 0, 1, 0], "t2": [0, 0, 1, 0, 1, 1, 0, 0]}
-    run = {"unit": "attn", "routing": "sequence", "run": "r1", "num_routed": 16}
-    spec = {"name": "r1", "kind": "router", "ratio": "0.500", **run}
-    extra = _record(tmp_path / "more", "r1-50", spec, two_lost, 0.5)
-    points = sweep_points(collect_evals([*fixture_results["evals"], extra]))
+def test_a_record_without_its_planned_method_is_refused(fixture_results, tmp_path):
+    rec = json.loads(fixture_results["evals"][0].read_text())
+    del rec["method"]["spec"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="does not record its planned method"):
+        load_runs([bad])
+
+
+def test_sweep_has_one_point_per_method_and_ratio(fixture_results, tmp_path):
+    many = {"t1": {1, 2, 5}, "t2": {3, 4}}
+    spec = {"name": "r1", "kind": "router", "ratio": "0.500", **RUN}
+    extra = _record(tmp_path / "more", spec, 0.3, many, 0.5)
+    runs = load_runs([*fixture_results["evals"], extra])
+    points = sweep_points(eval_frame(runs, analyse_runs(runs)))
     router = points[points["kind"] == "router"].set_index("ratio")
     assert sorted(router.index) == ["0.250", "0.500"]
-    assert router.loc["0.250", "diff"] == pytest.approx(-1 / 16)  # one of 16 items lost
-    assert router.loc["0.500", "diff"] == pytest.approx(-2 / 16)
-    assert router.loc["0.500", "realised"] == pytest.approx(0.5)
+    assert router.loc["0.500", "acc_diff"] == pytest.approx(-5 / (2 * N))
+    assert router.loc["0.500", "realised_skip_ratio"] == pytest.approx(0.5)
     assert len(points[points["kind"] == "static"]) == 1
 
 
-def test_build_report_writes_every_table_and_figure(fixture_results, tmp_path):
+def test_claims_table_decides_claim_4_and_says_what_did_not_run(fixture_results, tmp_path):
+    build_report(
+        fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
+        PAPER, tmp_path / "tables", tmp_path / "figures", model_name="tiny",
+    )  # fmt: skip
+    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    c4 = claims[(claims["claim"] == 4) & claims["comparison"].str.contains("all layers")]
+    row = c4[c4["comparison"].str.contains("0.25")].iloc[0]
+    assert row["verdict"] == "holds"  # the router's KL is lower, its CI excludes 0
+    assert row["value"] < 0 and row["ci_high"] < 0
+    not_run = claims[claims["claim"].isin([2, 3, 5, 6])]
+    assert (not_run["verdict"] == "not run").all()
+    assert not_run["note"].str.len().min() > 10  # each names the edit that would run it
+    for col in ("value", "ci_low", "ci_high", "n", "mde"):
+        assert pd.api.types.is_numeric_dtype(claims[col]), col
+    md = (tmp_path / "tables" / "claims.md").read_text()
+    assert "holds" in md and "[" in md
+
+
+def test_tables_hold_numbers_and_the_markdown_the_strings(fixture_results, tmp_path):
     out = build_report(
-        fixture_results["evals"],
-        fixture_results["profiles"],
-        fixture_results["metrics"],
-        PAPER,
-        tmp_path / "tables",
-        tmp_path / "figures",
-        model_name="tiny",
-    )
+        fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
+        PAPER, tmp_path / "tables", tmp_path / "figures", model_name="tiny",
+    )  # fmt: skip
     names = {Path(p).name for p in out["tables"] + out["figures"]}
-    for t in ("main", "sweep", "training", "speed", "paper_main"):
+    for t in ("main", "sweep", "claims", "metrics", "layers", "training", "speed", "paper_main"):
         assert {f"{t}.csv", f"{t}.md", f"{t}.tex"} <= names
-    for f in ("accuracy_vs_skip", "pareto", "layer_skip", "training_curves"):
-        assert {f"{f}.png", f"{f}.pdf"} <= names
-    for p in out["tables"] + out["figures"]:
-        assert Path(p).stat().st_size > 0
+    for t in ("main", "sweep", "metrics", "speed"):
+        csv = (tmp_path / "tables" / f"{t}.csv").read_text()
+        assert "±" not in csv and "not resolved" not in csv, t
     main = pd.read_csv(tmp_path / "tables" / "main.csv")
-    router = main[main["method"] == "r1"].iloc[0]
-    assert router["paper avg (Llama-3-8B)"] == pytest.approx(69.4)
-    assert router["speedup prefill b1x8"] == "1.10x"
-    sweep = pd.read_csv(tmp_path / "tables" / "sweep.csv")
-    assert set(sweep["family"]) == {"mindskip", "static drop"}
-    assert sweep["paper (Llama-3-8B)"].str.startswith("44.6").any()  # paper's MindSkip at 0.25
+    assert {"value", "stderr", "n", "acc_diff", "acc_diff_ci_low", "kl_ci_high"} <= set(main)
+    md = (tmp_path / "tables" / "main.md").read_text()
+    assert "69.4" in md  # the paper's attention/sequence row beside ours
+    assert "1.10x [1.05, 1.15]" in md  # a resolved speedup, with its CI
+    sweep_md = (tmp_path / "tables" / "sweep.md").read_text()
+    assert "not resolved [0.97, 1.07]" in sweep_md  # a CI spanning 1.0 gives no ratio
+    assert "44.6" in sweep_md  # the paper's MindSkip at 0.25
+    speed = pd.read_csv(tmp_path / "tables" / "speed.csv")
+    flags = speed.set_index("ratio")["skip_ratios_differ"]
+    assert bool(flags["native"]) and not bool(flags["0.250"])  # 0.25 profiled vs 0.2 scored
     training = pd.read_csv(tmp_path / "tables" / "training.csv")
     assert training.iloc[0]["paper avg at this size (Llama-3-8B-Instruct)"] == pytest.approx(63.8)
+
+
+def test_figures_draw_every_method_with_its_interval(fixture_results, tmp_path):
+    runs = load_runs(fixture_results["evals"])
+    ev = eval_frame(runs, analyse_runs(runs))
+    paths, drawn = figure_quality_vs_skip(ev, tmp_path, "t")
+    labels = {d["label"] for d in drawn}
+    assert any("r1" in label for label in labels) and "attn drop (all layers)" in labels
+    assert all(p.stat().st_size > 1000 for p in paths)
+    paths, drawn = figure_layer_skip(layer_frame(runs), tmp_path, "t")
+    assert [d["name"] for d in drawn] == ["r1@native", "r1@0.250"]
+    assert math.isclose(drawn[0]["overall"], 0.25)  # half the layers at c = 0.5
+    assert drawn[0]["grid"][0][:2] == [0.5, 0.0]  # layer 13 skips half, layer 14 never
 
 
 def test_report_module_does_not_import_torch():

@@ -1,8 +1,10 @@
 """Tables and figures from the JSON and CSV that the other stages wrote.
 
 Never imports torch: tables and figures rebuild in seconds from ``results/``. Every table
-is written as CSV, Markdown and LaTeX; every figure as PNG and PDF. The paper's numbers
-(``resources/paper/*.csv``) stand beside ours, labelled as the paper's.
+is written as CSV (numbers, tidy), Markdown and LaTeX; every figure as PNG and PDF. The
+paper's numbers (``resources/paper/*.csv``) stand beside ours, labelled as the paper's.
+The claims table gives each of the paper's claims a verdict by the rule in
+:func:`mindskip.verdicts.verdict`.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from .collect import collect_evals, collect_profiles, collect_training, read_json
+from ..verdicts import claims_latex, claims_markdown
+from .collect import (
+    analyse_runs,
+    collect_profiles,
+    collect_training,
+    eval_frame,
+    layer_frame,
+    load_runs,
+)
 from .figures import (
-    figure_accuracy_vs_skip,
     figure_layer_skip,
     figure_pareto,
+    figure_quality_vs_skip,
     figure_training_curves,
 )
 from .tables import (
     PAPER_MODEL,
+    layers_table,
     main_table,
     speed_table,
     sweep_points,
@@ -29,11 +40,18 @@ from .tables import (
     write_table,
 )
 
+TABLES = ("main", "sweep", "claims", "metrics", "layers", "training", "speed", "paper_main")
+FIGURES = ("quality_vs_skip", "pareto", "layer_skip", "training_curves")
+
 __all__ = [
+    "FIGURES",
+    "TABLES",
+    "analyse_runs",
     "build_report",
-    "collect_evals",
     "collect_profiles",
     "collect_training",
+    "eval_frame",
+    "load_runs",
     "main_table",
     "speed_table",
     "sweep_points",
@@ -53,8 +71,11 @@ def build_report(
     model_name: str = "",
 ) -> dict[str, list[str]]:
     """Every table and figure. Returns the paths written."""
-    paper_dir = Path(paper_dir)
-    ev = collect_evals(evals)
+    paper_dir, tables_dir, figures_dir = Path(paper_dir), Path(tables_dir), Path(figures_dir)
+    runs = load_runs(evals)
+    analysis = analyse_runs(runs)
+    ev = eval_frame(runs, analysis)
+    layers = layer_frame(runs)
     pr = collect_profiles(profiles)
     tr = collect_training(metrics)
     paper_main = pd.read_csv(paper_dir / "main_results.csv")
@@ -63,35 +84,76 @@ def build_report(
     tag = f"ours: {model_name}" if model_name else "ours"
     written: dict[str, list[str]] = {"tables": [], "figures": []}
 
-    def table(df: pd.DataFrame, name: str, caption: str) -> None:
-        written["tables"] += [str(p) for p in write_table(df, tables_dir, name, caption)]
+    def table(frames, name: str, caption: str) -> None:
+        numeric, shown = frames if isinstance(frames, tuple) else (frames, None)
+        paths = write_table(numeric, tables_dir, name, caption, shown)
+        written["tables"] += [str(p) for p in paths]
 
+    paired = (
+        "paired against dense on the same items: Δ accuracy in points and KL(dense ‖ method) "
+        "of the length-normalised choice distribution, each with a 95% bootstrap CI over "
+        "items (stratified by task)"
+    )
     table(
         main_table(ev, pr, paper_main),
         "main",
-        f"Main table ({tag}): score ± s.e. in %, n items per task, average, paired "
-        f"difference to dense, speedup per regime; the paper's {PAPER_MODEL} row for the "
-        "same unit and routing beside ours (paper numbers are the paper's, not ours).",
+        f"Main table ({tag}): score ± s.e. in % per task (n items), pooled over items, "
+        f"{paired}; speedup per regime with its CI ('not resolved' when it spans 1.0); the "
+        f"paper's {PAPER_MODEL} row for the same unit and routing (the paper's numbers).",
     )
     table(
         sweep_table(ev, pr, paper_drop),
         "sweep",
-        f"Skip-ratio sweep ({tag}): MindSkip calibrated to each ratio, static drop and "
-        "random skipping at the same ratio; the paper's MindSkip vs Attention Drop values "
-        "(read off its bar chart, task unlabelled) at the same ratio.",
+        f"Skip-ratio sweep ({tag}): every method at each requested ratio, {paired}; the "
+        "paper's MindSkip vs Attention Drop (read off its bar chart, task unlabelled).",
+    )
+    _claims_tables(analysis, tables_dir, tag, written)
+    table(
+        analysis.metrics_frame(),
+        "metrics",
+        f"Every paired metric ({tag}), per task and pooled, long format.",
+    )
+    table(
+        layers_table(layers),
+        "layers",
+        f"Per layer ({tag}): skip rate (dynamic share) averaged over tasks; the dynamic share "
+        "min(c, 1 - c) is the share of a layer's decisions no static layer choice reproduces.",
     )
     table(
         training_table(tr, paper_sizes),
         "training",
         f"Router-Tuning runs ({tag}): data, capacity reached, validation perplexity, cost.",
     )
-    table(speed_table(pr), "speed", f"Speed per regime ({tag}), with the hand-removed ceiling.")
+    table(
+        speed_table(pr, ev),
+        "speed",
+        f"Speed per regime ({tag}): speedup over dense in the same process with its 95% CI, "
+        "the hand-removed ceiling's, the skip ratio on the profiled vs the scored inputs.",
+    )
     table(paper_main, "paper_main", "The paper's main table (Llama-3-8B), for reference.")
 
-    figures_dir = Path(figures_dir)
-    records = [read_json(p) for p in evals]
-    written["figures"] += [str(p) for p in figure_accuracy_vs_skip(ev, figures_dir, tag)]
-    written["figures"] += [str(p) for p in figure_pareto(ev, pr, figures_dir, tag)]
-    written["figures"] += [str(p) for p in figure_layer_skip(records, figures_dir, tag)]
-    written["figures"] += [str(p) for p in figure_training_curves(tr, figures_dir, tag)]
+    for fn, args in (
+        (figure_quality_vs_skip, (ev,)),
+        (figure_pareto, (ev, pr)),
+        (figure_layer_skip, (layers,)),
+        (figure_training_curves, (tr,)),
+    ):
+        paths, _ = fn(*args, figures_dir, tag)
+        written["figures"] += [str(p) for p in paths]
     return written
+
+
+def _claims_tables(analysis, tables_dir: Path, tag: str, written: dict) -> None:
+    from ..files import write_text
+
+    caption = (
+        f"The paper's claims ({tag}): each comparison, its effect on the deciding metric and "
+        "on accuracy with 95% CIs, n, the smallest detectable effect (MDE), and the verdict "
+        "by the rule in README.md (verdicts are about this model and these items)."
+    )
+    paths = [tables_dir / f"claims.{ext}" for ext in ("csv", "md", "tex")]
+    write_text(paths[0], analysis.claims.to_csv(index=False))
+    summary = analysis.summary.to_markdown(index=False) if len(analysis.summary) else ""
+    write_text(paths[1], claims_markdown(analysis.claims, caption) + f"\n{summary}\n")
+    write_text(paths[2], claims_latex(analysis.claims, caption))
+    written["tables"] += [str(p) for p in paths]

@@ -1,110 +1,255 @@
-"""Loading what the other stages wrote into frames: evaluation records (with the paired
-difference to dense), profile tables, training metrics. A method's identity comes from
-its record (the planned method the workflow stored), never from a folder name."""
+"""Loading what the other stages wrote: evaluation records with their per-item logs, the
+paired analysis against dense (:mod:`mindskip.verdicts`), profile tables and training
+metrics. A method's identity comes from its record (the planned method the workflow
+stored in it), never from a folder name."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..evaluate.paired import compare_runs
-from ..files import read_json as _read_json
+from ..evaluate.items import read_items
+from ..files import ResultFileError, read_json
+from ..verdicts import POOLED, Analysis, analyse, dynamic_share, method_info
+
+DENSE = "dense@native"
+PAIRED = ("acc_diff", "kl", "gold_logprob", "flip", "flip_gain", "flip_loss")
+BOOTSTRAP = {"n_boot": 2000, "seed": 0}
 
 
-def read_json(path: str | Path) -> dict[str, Any]:
-    return _read_json(path)
+@dataclass(frozen=True)
+class EvalRun:
+    """One evaluation record: a planned method at one ratio (``name`` = method@ratio)."""
+
+    name: str
+    method: str
+    kind: str
+    ratio: str
+    spec: dict[str, Any]
+    record: dict[str, Any]
+    path: Path
+
+    @property
+    def realised(self) -> float:
+        realised = (self.record.get("routing") or {}).get("realised") or {}
+        return float(realised.get("skip_ratio") or 0.0)
+
+    @property
+    def route_on(self) -> str | None:
+        return (self.record.get("run") or {}).get("route_on")
+
+    def items(self) -> list[dict[str, Any]]:
+        return read_items(self.path.parent / self.record["files"]["items"])
+
+    def scores(self) -> dict[str, str]:
+        """The score column of each task: the metric the record reports for it."""
+        return {r["task"]: r["metric"] for r in self.record["rows"]}
 
 
-def _method_fields(rec: dict[str, Any]) -> dict[str, Any]:
-    m = rec.get("method", {})
-    spec = m.get("spec", m)
+def load_runs(paths: Iterable[str | Path]) -> list[EvalRun]:
+    """Every record, identified by the planned method it stores (``method.spec``)."""
+    runs = []
+    for p in paths:
+        rec = read_json(p, "evaluation record")
+        spec = (rec.get("method") or {}).get("spec") or {}
+        if "name" not in spec or "kind" not in spec:
+            raise ResultFileError(
+                f"{p} does not record its planned method (method.spec with name and kind); "
+                "it was not written by the workflow's evaluate step: rerun that step"
+            )
+        ratio = str(spec.get("ratio", "native"))
+        name = f"{spec['name']}@{ratio}"
+        runs.append(EvalRun(name, spec["name"], spec["kind"], ratio, spec, rec, Path(p)))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two records for the same method and ratio: {sorted(names)}")
+    return runs
+
+
+def analyse_runs(runs: Sequence[EvalRun], **options: Any) -> Analysis:
+    """Every run paired against dense on the same items, and every claim's comparison."""
+    by_name = {r.name: r for r in runs}
+    if DENSE not in by_name:
+        raise ValueError(f"no dense record among {sorted(by_name)}: the analysis needs it")
+    scores: dict[str, str] = {}
+    for r in runs:
+        scores |= r.scores()
+    info = {r.name: method_info(r.record) for r in runs}
+    items = {r.name: r.items() for r in runs}
+    return analyse(items, DENSE, info=info, score=scores, **(BOOTSTRAP | options))
+
+
+def eval_frame(runs: Sequence[EvalRun], analysis: Analysis) -> pd.DataFrame:
+    """Tidy: one row per run x task (and ``task="pooled"``), with the score, its stderr,
+    n, chance, the realised skip ratio, and every paired metric against dense with its
+    95% CI (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``)."""
+    rows = []
+    for r in runs:
+        base = _identity(r)
+        pm = analysis.vs_dense.get(r.name)
+        per_task = (r.record.get("routing") or {}).get("realised_per_task") or {}
+        tasks = [(t["task"], t) for t in r.record["rows"]] + [(POOLED, None)]
+        for task, row in tasks:
+            out = base | {"task": task}
+            if row is not None:
+                skip = (per_task.get(task) or {}).get("skip_ratio")
+                out |= {
+                    "label": row.get("label", task),
+                    "metric": row["metric"],
+                    "value": row["value"],
+                    "stderr": row["stderr"],
+                    "n": row["n"],
+                    "chance": row.get("chance"),
+                    "task_skip_ratio": r.realised if skip is None else skip,
+                }
+            else:
+                out |= _pooled(r.record["rows"])
+            out |= _paired(pm, task)
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def _identity(r: EvalRun) -> dict[str, Any]:
+    s = r.spec
     return {
-        "method": spec.get("name", m.get("method")),
-        "kind": spec.get("kind", m.get("method")),
-        "ratio": spec.get("ratio", "native"),
-        "run": spec.get("run"),
-        "unit": spec.get("unit") or rec["rows"][0].get("unit"),
-        "routing": spec.get("routing") or rec["rows"][0].get("routing"),
-        "seed": spec.get("seed"),
+        "name": r.name,
+        "method": r.method,
+        "kind": r.kind,
+        "ratio": r.ratio,
+        "requested_skip_ratio": None if r.ratio == "native" else float(r.ratio),
+        "realised_skip_ratio": r.realised,
+        "unit": s.get("unit") if r.kind != "dense" else None,
+        "routing": s.get("routing") if r.kind in ("router",) else None,
+        "run": s.get("run"),
+        "candidates": s.get("candidates"),
+        "seed": s.get("seed"),
+        "train_samples": s.get("train_samples"),
+        "lora": s.get("lora"),
+        "route_on": r.route_on,
+        "path": str(r.path),
     }
 
 
-def collect_evals(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (method, ratio, task), with the paired difference to dense.
+def _pooled(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The item-weighted mean score over tasks (the paired CIs pool the same way)."""
+    n = sum(int(t["n"]) for t in rows)
+    value = sum(float(t["value"]) * int(t["n"]) for t in rows) / n
+    var = sum((float(t["stderr"] or 0.0) * int(t["n"])) ** 2 for t in rows) / n**2
+    chance = [t.get("chance") for t in rows]
+    pooled_chance = (
+        sum(float(c) * int(t["n"]) for c, t in zip(chance, rows, strict=True)) / n
+        if all(c is not None for c in chance)
+        else None
+    )
+    return {
+        "label": "pooled",
+        "metric": "+".join(sorted({t["metric"] for t in rows})),
+        "value": value,
+        "stderr": var**0.5,
+        "n": n,
+        "chance": pooled_chance,
+    }
 
-    The dense record is the one whose method kind is ``dense``; every other record is
-    compared to it item by item (same documents), giving ``diff`` and ``diff_se``.
-    """
-    records = {str(p): read_json(p) for p in paths}
-    dense = [p for p, r in records.items() if _method_fields(r)["kind"] == "dense"]
+
+def _paired(pm: Any, task: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in PAIRED:
+        if pm is None:  # dense itself
+            out |= {m: 0.0, f"{m}_ci_low": 0.0, f"{m}_ci_high": 0.0}
+            continue
+        e = pm.get(m, task)
+        out |= {m: e.value, f"{m}_ci_low": e.ci_low, f"{m}_ci_high": e.ci_high}
+    return out
+
+
+def layer_frame(runs: Sequence[EvalRun]) -> pd.DataFrame:
+    """Tidy: per routed run x task x layer, the realised skip rate and the dynamic share
+    (``min(c, 1 - c)``: the share of that layer's decisions no static choice reproduces)."""
     rows = []
-    for path, rec in records.items():
-        fields = _method_fields(rec)
-        paired = {}
-        if dense and path != dense[0]:
-            paired = {d["task"]: d for d in compare_runs(path, dense[0])}
-        realised = (rec.get("routing") or {}).get("realised") or {}
-        for r in rec["rows"]:
-            p = paired.get(r["task"], {})
-            rows.append(
-                {
-                    **fields,
-                    "task": r["task"],
-                    "label": r.get("label", r["task"]),
-                    "metric": r["metric"],
-                    "value": r["value"],
-                    "stderr": r["stderr"],
-                    "n": r["n"],
-                    "num_fewshot": r["num_fewshot"],
-                    "chance": r.get("chance"),
-                    "requested_skip_ratio": r.get("requested_skip_ratio"),
-                    "realised_skip_ratio": realised.get("skip_ratio", 0.0) or 0.0,
-                    "task_skip_ratio": r.get("realised_skip_ratio") or 0.0,
-                    "diff": p.get("difference", 0.0 if fields["kind"] == "dense" else math.nan),
-                    "diff_se": p.get("stderr", 0.0 if fields["kind"] == "dense" else math.nan),
-                    "path": path,
-                }
-            )
+    for r in runs:
+        per_task = (r.record.get("routing") or {}).get("realised_per_task") or {}
+        for task, stats in sorted(per_task.items()):
+            cap = (stats or {}).get("capacity_per_layer") or {}
+            if not cap:
+                continue
+            share = dynamic_share(cap, (stats or {}).get("decisions_per_layer"))
+            for layer, c in sorted(cap.items(), key=lambda kv: int(kv[0])):
+                rows.append(
+                    {
+                        "name": r.name,
+                        "method": r.method,
+                        "kind": r.kind,
+                        "ratio": r.ratio,
+                        "task": task,
+                        "layer": int(layer),
+                        "skip_rate": 1.0 - float(c),
+                        "dynamic_share": share.per_layer[str(layer)],
+                        "dynamic_share_overall": share.overall,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (method, ratio, regime) from ``mindskip.profile`` CSVs, each at
-    ``.../{method}/{ratio}/profile.csv``: the method's speedup over dense measured in the
-    same process, and the speedup of the same sublayers removed by hand (the ceiling)."""
+    """One row per (method, ratio, regime, cache) from ``mindskip.profile`` results: the
+    method's speedup over dense in the same process with its CI, the ceiling's (the same
+    sublayers removed by hand), both skip ratios. The method's identity comes from the
+    ``method`` entry that the workflow's profile step stores in ``profile.json``."""
     rows = []
     for p in paths:
         p = Path(p)
+        doc = read_json(p.with_suffix(".json"), "profile record")
+        spec = (doc.get("method") or {}).get("spec") or {}
+        if "name" not in spec:
+            raise ResultFileError(
+                f"{p.with_suffix('.json')} does not record its planned method; it was not "
+                "written by the workflow's profile step: rerun that step"
+            )
         df = pd.read_csv(p)
-        method, ratio = p.parent.parent.name, p.parent.name
         df["regime"] = [_regime_label(r) for _, r in df.iterrows()]
-        ceiling = df[df["variant"] == "ceiling"].set_index("regime")["speedup"]
+        ceilings = df[df["variant"] == "ceiling"].set_index("regime")
         for _, r in df[df["variant"] == "mindskip"].iterrows():
+            c = ceilings.loc[r["regime"]] if r["regime"] in ceilings.index else None
             rows.append(
                 {
-                    "method": method,
-                    "ratio": ratio,
+                    "method": spec["name"],
+                    "kind": spec.get("kind"),
+                    "ratio": str(spec.get("ratio", "native")),
                     "regime": r["regime"],
-                    "speedup": r["speedup"],
-                    "speedup_min": r.get("speedup_min"),
-                    "speedup_max": r.get("speedup_max"),
-                    "ceiling_speedup": ceiling.get(r["regime"], math.nan),
-                    "achieved_vs_ceiling": r.get("achieved_vs_ceiling"),
-                    "skip_ratio": r.get("skip_ratio"),
-                    "tokens_per_s": r.get("tokens_per_s"),
-                    "latency_ms": r.get("latency_ms"),
-                    "peak_mem_bytes": r.get("peak_mem_bytes"),
-                    "kv_cache_bytes": r.get("kv_cache_bytes"),
-                    "device": r.get("device"),
-                    "threads": r.get("threads"),
-                    "repeats": r.get("repeats"),
+                    **{k: r.get(k) for k in _PROFILE_COLUMNS},
+                    "ceiling_speedup": None if c is None else c.get("speedup"),
+                    "ceiling_ci_low": None if c is None else c.get("speedup_ci_low"),
+                    "ceiling_ci_high": None if c is None else c.get("speedup_ci_high"),
                 }
             )
     return pd.DataFrame(rows)
+
+
+_PROFILE_COLUMNS = (
+    "phase",
+    "cache",
+    "batch",
+    "prompt_len",
+    "new_tokens",
+    "speedup",
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "resolved",
+    "achieved_vs_ceiling",
+    "skip_ratio",
+    "tokens_per_s",
+    "latency_ms",
+    "peak_mem_bytes",
+    "kv_cache_bytes",
+    "aten_ops",
+    "device",
+    "threads",
+    "repeats",
+)
 
 
 def _regime_label(r: Any) -> str:

@@ -1,4 +1,5 @@
-"""Figures: every one as PNG and PDF, written atomically."""
+"""Figures: every one as PNG and PDF, written atomically. Each figure function returns
+the paths it wrote and the data it drew (so tests can check what is on the figure)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 import pandas as pd
 
 from ..files import atomic_path
-from .collect import _method_fields
-from .tables import speed_lookup, sweep_points
+from ..verdicts import POOLED
+from .tables import FAMILIES, sweep_points
+
+MARKERS = {"router": "o", "static": "s", "random": "^", "pattern": "D", "dense": "*"}
 
 
 def _save(fig: Any, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for path, kw in zip(paths, ({"dpi": 150}, {}), strict=True):
         with atomic_path(path) as tmp:
@@ -36,123 +38,157 @@ def _empty(ax: Any, text: str) -> None:
     ax.set_axis_off()
 
 
-def figure_accuracy_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
-    """Paired accuracy change against the realised skip ratio: one line per method family,
-    one point per requested ratio (the points of :func:`sweep_points`)."""
+def _series(points: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(kind, label, rows) per line: one per method family and static candidate set."""
+    out = []
+    for kind, label in FAMILIES.items():
+        g = points[points["kind"] == kind]
+        if kind == "static":
+            for (unit, cand), s in g.groupby(["unit", "candidates"]):
+                out.append((kind, f"{unit} drop ({cand} layers)", s))
+        elif kind == "random":
+            out += [(kind, f"random (seed {int(seed)})", s) for seed, s in g.groupby("seed")]
+        elif not g.empty:
+            out += [(kind, f"{label}: {m}"[:60], s) for m, s in g.groupby("method")]
+    return out
+
+
+def figure_quality_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str):
+    """Accuracy change and KL to dense against the realised skip ratio, every method with
+    its 95% CI (paired on the same items)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    labels = {"router": "MindSkip (calibrated)", "static": "static drop", "random": "random"}
-    markers = {"router": "o", "static": "s", "random": "^"}
     points = sweep_points(evals)
-    for kind, label in labels.items():
-        g = points[points["kind"] == kind].sort_values("realised") if len(points) else points
-        if g.empty:
-            continue
-        ax.errorbar(
-            g["realised"],
-            g["diff"] * 100,
-            yerr=g["diff_se"] * 100,
-            marker=markers[kind],
-            capsize=3,
-            label=label,
-        )
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = []
+    for kind, label, g in _series(points):
+        g = g.sort_values("realised_skip_ratio")
+        x = g["realised_skip_ratio"]
+        for ax, m, scale in ((a1, "acc_diff", 100), (a2, "kl", 1)):
+            y = g[m] * scale
+            err = [(g[m] - g[f"{m}_ci_low"]) * scale, (g[f"{m}_ci_high"] - g[m]) * scale]
+            ax.errorbar(x, y, yerr=err, marker=MARKERS[kind], capsize=3, label=label)
+        drawn.append({"label": label, "x": list(x), "acc_diff": list(g["acc_diff"])})
     if points.empty:
-        _empty(ax, "no swept ratios")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("realised skip ratio (fraction of all layers' sublayers)")
-    ax.set_ylabel("Δ accuracy vs dense, points (paired ± s.e.)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    paths = _save(fig, out_dir, "accuracy_vs_skip")
+        _empty(a1, "no swept ratios")
+    a1.axhline(0, color="grey", lw=0.8)
+    a1.set_ylabel("Δ accuracy vs dense, points")
+    a2.set_ylabel("KL(dense ‖ method), choice distribution")
+    for ax in (a1, a2):
+        ax.set_xlabel("realised skip ratio (fraction of all layers' sublayers)")
+        ax.scatter([0], [0], marker="*", s=120, color="k", zorder=3)
+    a2.legend(fontsize=7, loc="upper left", title="95% CIs, paired on the same items; * dense")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    paths = _save(fig, out_dir, "quality_vs_skip")
     plt.close(fig)
-    return paths
+    return paths, drawn
 
 
 def figure_pareto(evals: pd.DataFrame, profiles: pd.DataFrame, out_dir: Path, title: str):
-    """Average accuracy against speedup for every profiled method (one panel per regime)."""
+    """KL to dense against the speedup for every profiled method, one panel per regime:
+    error bars on both axes (95% CIs); x marks the hand-removed ceiling."""
     plt = _plt()
-    speed = speed_lookup(profiles)
-    regimes = sorted({r for v in speed.values() for r in v if not r.endswith("ceiling")})
+    pooled = evals[evals["task"] == POOLED].set_index(["method", "ratio"])
+    regimes = sorted(profiles["regime"].unique()) if not profiles.empty else []
     n = max(1, len(regimes))
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.8), squeeze=False)
-    dense = evals[evals["kind"] == "dense"]
-    dense_avg = dense["value"].mean() * 100 if not dense.empty else None
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    drawn = []
     if not regimes:
         _empty(axes[0][0], "no profiles")
     for ax, regime in zip(axes[0], regimes, strict=False):
-        if dense_avg is not None:
-            ax.scatter([1.0], [dense_avg], marker="*", s=120, color="k", label="dense")
-        for (method, ratio), g in evals.groupby(["method", "ratio"]):
-            sp = speed.get((method, ratio), {})
-            if regime not in sp:
+        ax.axvline(1.0, color="grey", lw=0.8)
+        for _, r in profiles[profiles["regime"] == regime].iterrows():
+            key = (r["method"], r["ratio"])
+            if key not in pooled.index:
                 continue
-            ax.scatter(sp[regime], g["value"].mean() * 100, label=f"{method} @{ratio}", s=25)
-            ax.scatter(sp[f"{regime} ceiling"], g["value"].mean() * 100, marker="x", color="grey")
-        ax.set_xlabel(f"speedup over dense ({regime}); x = ceiling")
-        ax.set_ylabel("average accuracy (%)")
-        ax.set_title(regime, fontsize=9)
-    axes[0][0].legend(fontsize=6)
+            e = pooled.loc[key]
+            xerr = [[r["speedup"] - r["speedup_ci_low"]], [r["speedup_ci_high"] - r["speedup"]]]
+            yerr = [[e["kl"] - e["kl_ci_low"]], [e["kl_ci_high"] - e["kl"]]]
+            label = f"{r['method'][:28]} @{r['ratio']}"
+            ax.errorbar(
+                [r["speedup"]], [e["kl"]], xerr=xerr, yerr=yerr,
+                marker=MARKERS.get(r["kind"], "o"), capsize=3, label=label,
+            )  # fmt: skip
+            ax.scatter([r["ceiling_speedup"]], [e["kl"]], marker="x", color="grey")
+            drawn.append({"regime": regime, "label": label, "speedup": r["speedup"]})
+        ax.set_xlabel(f"speedup over dense, {regime} (95% CI); x = ceiling")
+        ax.set_ylabel("KL(dense ‖ method), lower is better")
+        ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     paths = _save(fig, out_dir, "pareto")
     plt.close(fig)
-    return paths
+    return paths, drawn
 
 
-def figure_layer_skip(records: Sequence[dict[str, Any]], out_dir: Path, title: str):
-    """Realised skip rate per layer (columns) and task (rows) for each router run."""
+def figure_layer_skip(layers: pd.DataFrame, out_dir: Path, title: str):
+    """Per routed router run and ratio: the skip rate of each layer on each task (colour)
+    and, on the right, the dynamic share of each layer (the share of its decisions that
+    no static layer choice reproduces)."""
     plt = _plt()
     import numpy as np
 
-    native = [r for r in records if _method_fields(r)["kind"] == "router"]
-    n = len(native) or 1
-    fig, axes = plt.subplots(n, 1, figsize=(7, 0.6 + 2.4 * n), squeeze=False)
-    if not native:
+    routed = layers[layers["kind"] == "router"] if not layers.empty else layers
+    names = list(dict.fromkeys(routed["name"])) if not routed.empty else []
+    n = max(1, len(names))
+    fig, axes = plt.subplots(n, 2, figsize=(11, 0.8 + 2.2 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    drawn = []
+    if not names:
         _empty(axes[0][0], "no router runs")
-    for ax, rec in zip(axes[:, 0], native, strict=False):
-        per_task = rec["routing"]["realised_per_task"]
-        tasks = sorted(per_task)
-        layers = sorted({int(i) for t in tasks for i in per_task[t]["capacity_per_layer"]})
-        grid = np.array(
-            [
-                [1 - per_task[t]["capacity_per_layer"].get(str(i), 1.0) for i in layers]
-                for t in tasks
-            ]
-        )
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(layers)), [str(i) for i in layers], fontsize=7)
-        ax.set_yticks(range(len(tasks)), tasks, fontsize=7)
-        f = _method_fields(rec)
-        ax.set_title(f"{f['method']} @ {f['ratio']}: skip rate per layer", fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.03)
+        axes[0][1].set_axis_off()
+    for (a1, a2), name in zip(axes, names, strict=False):
+        sub = routed[routed["name"] == name]
+        tasks, cols = sorted(sub["task"].unique()), sorted(sub["layer"].unique())
+        grid = sub.pivot_table(index="task", columns="layer", values="skip_rate").loc[tasks, cols]
+        im = a1.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        a1.set_xticks(range(len(cols)), [str(c) for c in cols], fontsize=7)
+        a1.set_yticks(range(len(tasks)), tasks, fontsize=7)
+        a1.set_title(f"{name}: skip rate per layer", fontsize=8)
+        fig.colorbar(im, ax=a1, fraction=0.03)
+        share = sub.groupby("layer")["dynamic_share"].mean().reindex(cols)
+        a2.bar(np.arange(len(cols)), share.to_numpy(), color="tab:orange")
+        a2.set_xticks(range(len(cols)), [str(c) for c in cols], fontsize=7)
+        a2.set_ylim(0, 0.5)
+        overall = sub["dynamic_share_overall"].mean()
+        a2.set_title(f"dynamic share per layer (overall {overall:.3f})", fontsize=8)
+        drawn.append({"name": name, "overall": overall, "grid": grid.to_numpy().tolist()})
     axes[-1][0].set_xlabel("layer")
+    axes[-1][1].set_xlabel("layer")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     paths = _save(fig, out_dir, "layer_skip")
     plt.close(fig)
-    return paths
+    return paths, drawn
 
 
 def figure_training_curves(runs: Sequence[dict[str, Any]], out_dir: Path, title: str):
-    """Router-tuning loss and realised capacity against the optimiser step."""
+    """Router-tuning LM loss and realised capacity against the optimiser step."""
     plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    drawn = []
     for m in runs:
         curve = m.get("curve") or m.get("log") or []
         steps = [c["step"] for c in curve]
         if not steps:
             continue
-        a1.plot(steps, [c.get("lm_loss", c.get("loss")) for c in curve], label=m["run"])
-        a2.plot(steps, [c["capacity"] for c in curve], label=m["run"])
+        label = m["run"][:40]
+        a1.plot(steps, [c.get("lm_loss", c.get("loss")) for c in curve], label=label)
+        a2.plot(steps, [c["capacity"] for c in curve], label=label)
         target = m.get("mindskip_config", {}).get("capacity_target")
         if target is not None:
             a2.axhline(target, ls="--", lw=0.8, color="grey")
+        drawn.append({"run": m["run"], "steps": len(steps)})
+    if not drawn:
+        _empty(a1, "no training curves")
     a1.set_xlabel("optimizer step")
-    a1.set_ylabel("LM loss (response tokens)")
+    a1.set_ylabel("training loss (objective)")
     a2.set_xlabel("optimizer step")
     a2.set_ylabel("capacity (fraction executed)")
     a2.set_ylim(0, 1.05)
-    a1.legend(fontsize=7)
+    a2.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     paths = _save(fig, out_dir, "training_curves")
     plt.close(fig)
-    return paths
+    return paths, drawn

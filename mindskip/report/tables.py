@@ -1,4 +1,9 @@
-"""Tables in the paper's layouts: every table as CSV, Markdown and LaTeX."""
+"""Tables: every one as CSV (numbers only, tidy) and Markdown + LaTeX (formatted).
+
+The CSV holds values, standard errors, CI ends and counts in separate columns, so anyone
+can re-plot them; the ``±`` and ``[lo, hi]`` strings live only in the Markdown and LaTeX.
+A speedup whose CI spans 1.0 reads "not resolved", never as a ratio.
+"""
 
 from __future__ import annotations
 
@@ -11,149 +16,240 @@ from typing import Any
 import pandas as pd
 
 from ..files import write_text
+from ..verdicts import POOLED
 
 PAPER_MODEL = "Llama-3-8B"
+FAMILIES = {
+    "router": "MindSkip (calibrated)",
+    "static": "static drop",
+    "random": "random",
+    "pattern": "router's own pattern",
+}
+RATIO_FLAG = 0.02  # profiled and evaluated skip ratios further apart are flagged
 
 
-def _pm(value: float, se: float | None, scale: float = 100.0, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+# ----------------------------------------------------------------------------- formatting
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
+
+
+def pct(x: Any, digits: int = 1) -> str:
+    return "" if _missing(x) else f"{100 * float(x):.{digits}f}"
+
+
+def pm(value: Any, se: Any) -> str:
+    if _missing(value):
         return ""
-    if se is None or (isinstance(se, float) and math.isnan(se)):
-        return f"{value * scale:.{digits}f}"
-    return f"{value * scale:.{digits}f} ± {se * scale:.{digits}f}"
+    return pct(value) if _missing(se) else f"{pct(value)} ± {pct(se)}"
 
 
-def _summary(g: pd.DataFrame) -> dict[str, Any]:
-    """Average over tasks: mean score, its stderr, mean paired difference and its stderr
-    (tasks are independent samples, so variances add)."""
-    k = len(g)
-    se = math.sqrt(sum(s**2 for s in g["stderr"].fillna(0))) / k
-    dse = math.sqrt(sum(s**2 for s in g["diff_se"].fillna(0))) / k
-    return {"avg": g["value"].mean(), "avg_se": se, "diff": g["diff"].mean(), "diff_se": dse}
+def ci(value: Any, lo: Any, hi: Any, points: bool = True) -> str:
+    """``value [lo, hi]``: points (x 100, one decimal) or four decimals."""
+    if _missing(value):
+        return ""
+    f = (lambda x: f"{100 * float(x):+.1f}") if points else (lambda x: f"{float(x):.4f}")
+    return f"{f(value)} [{f(lo)}, {f(hi)}]"
 
 
-def speed_lookup(profiles: pd.DataFrame) -> dict[tuple[str, str], dict[str, float]]:
-    """{(method, ratio): {regime: speedup}} and the matching ceilings."""
-    out: dict[tuple[str, str], dict[str, float]] = {}
-    if profiles.empty:
-        return out
-    for _, r in profiles.iterrows():
-        key = (str(r["method"]), str(r["ratio"]))
-        out.setdefault(key, {})[str(r["regime"])] = float(r["speedup"])
-        out[key][f"{r['regime']} ceiling"] = float(r["ceiling_speedup"])
-    return out
+def speed_cell(speedup: Any, lo: Any, hi: Any) -> str:
+    """``1.08x [1.02, 1.15]``, or ``not resolved [0.95, 1.10]`` when the CI spans 1.0."""
+    if _missing(speedup):
+        return ""
+    if _missing(lo) or _missing(hi):
+        return f"{float(speedup):.2f}x (no CI)"
+    interval = f"[{float(lo):.2f}, {float(hi):.2f}]"
+    if float(lo) <= 1.0 <= float(hi):
+        return f"not resolved {interval}"
+    return f"{float(speedup):.2f}x {interval}"
 
 
-def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str) -> list[Path]:
-    """``name.csv``, ``name.md`` and ``name.tex``."""
+def write_table(
+    numeric: pd.DataFrame,
+    out_dir: str | Path,
+    name: str,
+    caption: str,
+    formatted: pd.DataFrame | None = None,
+) -> list[Path]:
+    """``name.csv`` from ``numeric``; ``name.md`` and ``name.tex`` from ``formatted``
+    (default: ``numeric``)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    df = df.astype(object).where(df.notna(), "")
     buf = io.StringIO()
-    df.to_csv(buf, index=False)
+    numeric.to_csv(buf, index=False)
     write_text(paths[0], buf.getvalue())
-    md = df.to_markdown(index=False) if not df.empty else "(no rows)"
+    shown = numeric if formatted is None else formatted
+    shown = shown.astype(object).where(shown.notna(), "")
+    md = shown.to_markdown(index=False) if not shown.empty else "(no rows)"
     write_text(paths[1], f"{caption}\n\n{md}\n")
-    write_text(
-        paths[2], df.to_latex(index=False, escape=True, caption=caption, label=f"tab:{name}")
-    )
+    tex = shown.to_latex(index=False, escape=True, caption=caption, label=f"tab:{name}")
+    write_text(paths[2], tex)
     return paths
 
 
-# ----------------------------------------------------------------------------- tables
-def main_table(evals: pd.DataFrame, profiles: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """The paper's main-table layout: method x task, average, paired drop, speedup; the
-    paper's Llama-3-8B row for the same unit and routing beside ours."""
+# ----------------------------------------------------------------------------- speed
+def speed_lookup(profiles: pd.DataFrame) -> dict[tuple[str, str], dict[str, str]]:
+    """{(method, ratio): {regime: formatted speedup, "<regime> ceiling": ...}}."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for _, r in profiles.iterrows():
+        key = (str(r["method"]), str(r["ratio"]))
+        cell = speed_cell(r["speedup"], r.get("speedup_ci_low"), r.get("speedup_ci_high"))
+        out.setdefault(key, {})[str(r["regime"])] = cell
+        ceiling = speed_cell(
+            r["ceiling_speedup"], r.get("ceiling_ci_low"), r.get("ceiling_ci_high")
+        )
+        out[key][f"{r['regime']} ceiling"] = ceiling
+    return out
+
+
+def speed_table(profiles: pd.DataFrame, evals: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per method, ratio and regime: speedup with CI, the ceiling's, their ratio, the skip
+    ratio realised on the profiled inputs beside the one realised in the evaluation."""
+    if profiles.empty:
+        return profiles, profiles
+    pooled = evals[evals["task"] == POOLED].set_index(["method", "ratio"])["realised_skip_ratio"]
+    df = profiles.copy()
+    df["eval_skip_ratio"] = [
+        pooled.get((m, r), math.nan) for m, r in zip(df["method"], df["ratio"], strict=True)
+    ]
+    df["skip_ratios_differ"] = (df["skip_ratio"] - df["eval_skip_ratio"]).abs() > RATIO_FLAG
+    shown = pd.DataFrame(
+        {
+            "method": df["method"],
+            "ratio": df["ratio"],
+            "regime": df["regime"],
+            "speedup [95% CI]": [
+                speed_cell(*v)
+                for v in zip(
+                    df["speedup"], df["speedup_ci_low"], df["speedup_ci_high"], strict=True
+                )
+            ],
+            "ceiling [95% CI]": [
+                speed_cell(*v)
+                for v in zip(
+                    df["ceiling_speedup"], df["ceiling_ci_low"], df["ceiling_ci_high"], strict=True
+                )
+            ],
+            "of ceiling": [
+                "" if _missing(x) else f"{float(x):.0%}" for x in df["achieved_vs_ceiling"]
+            ],
+            "skip (profiled)": df["skip_ratio"].map(lambda x: f"{x:.3f}"),
+            "skip (scored)": [
+                ("" if _missing(x) else f"{x:.3f}") + (" (differs)" if flag else "")
+                for x, flag in zip(df["eval_skip_ratio"], df["skip_ratios_differ"], strict=True)
+            ],
+            "aten ops": df["aten_ops"],
+            "KV MiB": df["kv_cache_bytes"].map(lambda b: "" if b < 0 else f"{b / 2**20:.1f}"),
+            "repeats": df["repeats"],
+        }
+    )
+    return df, shown
+
+
+def _cells(df: pd.DataFrame, value: str, lo: str, hi: str) -> list[str]:
+    return [speed_cell(*v) for v in zip(df[value], df[lo], df[hi], strict=True)]
+
+
+# ----------------------------------------------------------------------------- main
+def _native(evals: pd.DataFrame) -> pd.DataFrame:
+    return evals[evals["ratio"] == "native"]
+
+
+_ORDER = {"dense": 0, "lora": 1, "router": 2, "static": 3, "random": 4, "pattern": 5}
+
+
+def _method_rows(evals: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    groups = list(evals.groupby("name", sort=False))
+    return sorted(groups, key=lambda g: (_ORDER.get(g[1]["kind"].iloc[0], 9), g[0]))
+
+
+def _paired_cells(p: pd.Series) -> dict[str, str]:
+    return {
+        "Δ acc vs dense, points [95% CI]": ci(
+            p["acc_diff"], p["acc_diff_ci_low"], p["acc_diff_ci_high"]
+        ),
+        "KL(dense ‖ method) [95% CI]": ci(p["kl"], p["kl_ci_low"], p["kl_ci_high"], points=False),
+        "flips lost / gained (%)": f"{pct(p['flip_loss'])} / {pct(p['flip_gain'])}",
+    }
+
+
+def main_table(
+    evals: pd.DataFrame, profiles: pd.DataFrame, paper: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's main-table layout (unit x routing, tasks, average, speedup) for every
+    native method, with the paired metrics against dense and the paper's row beside."""
+    native = _native(evals)
     speed = speed_lookup(profiles)
-    native = evals[evals["ratio"] == "native"]
     paper_base = paper[paper["model"] == PAPER_MODEL]
     paper_dense = paper_base[paper_base["unit"] == "dense"]["avg"].iloc[0]
     rows = []
-    order = {"dense": 0, "router": 1, "static": 2, "random": 3}
-    for (method, kind), g in sorted(
-        native.groupby(["method", "kind"]), key=lambda x: (order.get(x[0][1], 9), x[0][0])
-    ):
-        s = _summary(g)
-        first = g.iloc[0]
+    for _name, g in _method_rows(native):
+        first, pooled = g.iloc[0], g[g["task"] == POOLED].iloc[0]
+        kind = first["kind"]
         row: dict[str, Any] = {
-            "method": method,
-            "unit": first["unit"] if kind != "dense" else "dense",
-            "routing": first["routing"] if kind != "dense" else "",
-            "skip_ratio": round(float(first["realised_skip_ratio"]), 3),
+            "method": first["method"],
+            "unit": "dense" if kind in ("dense", "lora") else first["unit"],
+            "routing": first["routing"] or "",
+            "skip ratio": f"{first['realised_skip_ratio']:.3f}",
         }
-        for _, t in g.sort_values("task").iterrows():
-            row[f"{t['label']} ({t['metric']}, n={t['n']})"] = _pm(t["value"], t["stderr"])
-        row["avg"] = _pm(s["avg"], s["avg_se"])
-        row["Δ vs dense (paired)"] = _pm(s["diff"], s["diff_se"])
-        for regime, v in sorted(speed.get((method, "native"), {}).items()):
-            row[f"speedup {regime}"] = f"{v:.2f}x"
+        for _, t in g[g["task"] != POOLED].iterrows():
+            row[f"{t['label']} ({t['metric']}, n={t['n']})"] = pm(t["value"], t["stderr"])
+        row["pooled"] = pm(pooled["value"], pooled["stderr"])
+        row |= _paired_cells(pooled)
+        for regime, cell in sorted(speed.get((first["method"], "native"), {}).items()):
+            row[f"speedup {regime}"] = cell
         match = paper_base[
-            (paper_base["unit"] == (row["unit"] if kind != "dense" else "dense"))
+            (paper_base["unit"] == row["unit"])
             & (paper_base["routing"].fillna("") == row["routing"])
         ]
-        if not match.empty:
+        if not match.empty and kind in ("dense", "router"):
             p = match.iloc[0]
             row["paper avg (Llama-3-8B)"] = f"{p['avg']:.1f}"
             row["paper Δ vs dense"] = f"{p['avg'] - paper_dense:+.1f}"
             row["paper speedup"] = f"{p['speedup']:.2f}x"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return native.drop(columns=["path"]), pd.DataFrame(rows)
 
 
-FAMILIES = {"router": "mindskip", "static": "static drop", "random": "random"}
-
-
+# ----------------------------------------------------------------------------- sweep
 def sweep_points(evals: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method family, requested ratio): average accuracy, paired difference to
-    dense with its stderr, realised skip ratio. Random seeds (one evaluation each) are
-    averaged. What the sweep table and the accuracy-vs-skip figure both show."""
-    swept = evals[evals["ratio"] != "native"]
-    rows = []
-    for (kind, ratio), g in swept.groupby([swept["kind"], swept["ratio"]]):
-        per_method = [_summary(gm) | {"method": m} for m, gm in g.groupby("method")]
-        k = len(per_method)
-        rows.append(
-            {
-                "kind": kind,
-                "ratio": ratio,
-                "methods": [p["method"] for p in per_method],
-                "avg": sum(p["avg"] for p in per_method) / k,
-                "diff": sum(p["diff"] for p in per_method) / k,
-                "diff_se": math.sqrt(sum(p["diff_se"] ** 2 for p in per_method)) / k,
-                "realised": float(g.groupby("method")["realised_skip_ratio"].first().mean()),
-            }
-        )
-    return pd.DataFrame(rows)
+    """One pooled row per method at each requested ratio (random seeds are separate rows):
+    what the sweep table and the quality-vs-skip figure show."""
+    swept = evals[(evals["ratio"] != "native") & (evals["task"] == POOLED)].copy()
+    swept["family"] = swept["kind"].map(FAMILIES)
+    return swept.sort_values(["requested_skip_ratio", "kind", "method"])
 
 
-def sweep_table(evals: pd.DataFrame, profiles: pd.DataFrame, paper_drop: pd.DataFrame):
-    """Accuracy and speed against the requested skip ratio, per method family, with the
-    paper's MindSkip vs Attention Drop comparison at the same ratio."""
+def sweep_table(
+    evals: pd.DataFrame, profiles: pd.DataFrame, paper_drop: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Quality and speed against the requested skip ratio, per method, with the paper's
+    MindSkip vs Attention Drop values at the same ratio."""
+    points = sweep_points(evals)
     speed = speed_lookup(profiles)
     rows = []
-    for pt in sweep_points(evals).itertuples(index=False):
+    for _, p in points.iterrows():
+        label = p["method"] if p["kind"] != "static" else f"{p['method']} ({p['candidates']})"
         row = {
-            "family": FAMILIES[pt.kind],
-            "methods": ", ".join(pt.methods),
-            "requested": float(pt.ratio),
-            "realised": round(pt.realised, 3),
-            "avg": round(pt.avg * 100, 2),
-            "Δ vs dense (paired)": _pm(pt.diff, pt.diff_se),
+            "family": p["family"],
+            "method": label,
+            "requested": f"{p['requested_skip_ratio']:.3f}",
+            "realised": f"{p['realised_skip_ratio']:.3f}",
+            "pooled acc": pct(p["value"]),
         }
-        sp = [speed.get((m, pt.ratio), {}) for m in pt.methods]
-        for regime in sorted({r for s in sp for r in s}):
-            vals = [s[regime] for s in sp if regime in s]
-            row[f"speedup {regime}"] = f"{sum(vals) / len(vals):.2f}x"
-        prow = paper_drop[(paper_drop["skip_ratio"] - float(pt.ratio)).abs() < 1e-9]
-        if not prow.empty and pt.kind in ("router", "static"):
-            p = prow.iloc[0]
-            col = "mindskip" if pt.kind == "router" else "attention_drop"
-            row["paper (Llama-3-8B)"] = f"{p[col]:.1f} (dense {p['dense']:.1f})"
+        row |= _paired_cells(p)
+        for regime, cell in sorted(speed.get((p["method"], p["ratio"]), {}).items()):
+            row[f"speedup {regime}"] = cell
+        prow = paper_drop[(paper_drop["skip_ratio"] - p["requested_skip_ratio"]).abs() < 1e-9]
+        if not prow.empty and p["kind"] in ("router", "static"):
+            q = prow.iloc[0]
+            col = "mindskip" if p["kind"] == "router" else "attention_drop"
+            row["paper (Llama-3-8B)"] = f"{q[col]:.1f} (dense {q['dense']:.1f})"
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["requested", "family"]) if rows else pd.DataFrame()
+    numeric = evals[evals["ratio"] != "native"].drop(columns=["path"])
+    return numeric, pd.DataFrame(rows)
 
 
+# ----------------------------------------------------------------------------- training
 def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) -> pd.DataFrame:
     """One row per Router-Tuning run (``metrics.json`` of :func:`mindskip.train.train_routers`)."""
     rows = []
@@ -168,15 +264,19 @@ def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) ->
             "routing": cfg.get("routing"),
             "data": data.get("source"),
             "train examples": data.get("train_examples"),
+            "objective": m.get("objective"),
+            "penalty": m.get("penalty"),
             "target capacity": cfg.get("capacity_target"),
             "lambda": cfg.get("capacity_lambda"),
             "capacity (val)": _round(val.get("capacity")),
+            "dynamic share (val)": _round(val.get("dynamic_share")),
             "target reached": m.get("target_reached"),
             "val ppl dense": _round(val.get("ppl_dense"), 2),
             "val ppl routed": _round(val.get("ppl_routed"), 2),
             "val sequences": val.get("sequences"),
             "steps": m.get("optimizer_steps"),
             "tokens": m.get("tokens_seen"),
+            "response tokens": m.get("response_tokens_seen"),
             "wall s": _round(m.get("wall_time_s"), 1),
             "peak MB": _round((peak.get("bytes") or 0) / 2**20, 0),
         }
@@ -191,8 +291,18 @@ def _round(v: Any, digits: int = 3) -> Any:
     return round(float(v), digits) if isinstance(v, int | float) else v
 
 
-def speed_table(profiles: pd.DataFrame) -> pd.DataFrame:
-    if profiles.empty:
-        return profiles
-    keep = [c for c in profiles.columns if c not in ("environment", "versions")]
-    return profiles[keep]
+# ----------------------------------------------------------------------------- layers
+def layers_table(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per routed method and ratio: each layer's skip rate and dynamic share, averaged
+    over tasks, and the overall dynamic share."""
+    if layers.empty:
+        return layers, layers
+    g = layers.groupby(["name", "layer"], sort=False)[["skip_rate", "dynamic_share"]].mean()
+    rows = []
+    for name, sub in g.groupby(level="name", sort=False):
+        sub = sub.droplevel("name")
+        overall = layers[layers["name"] == name]["dynamic_share_overall"].mean()
+        row = {"method@ratio": name, "dynamic share (overall)": f"{overall:.3f}"}
+        row |= {f"L{i}": f"{s:.2f} ({d:.2f})" for i, (s, d) in sub.iterrows()}
+        rows.append(row)
+    return layers, pd.DataFrame(rows)

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from mindskip.plan import NATIVE, canonical, plan
+from mindskip.report import FIGURES, TABLES
 from mindskip.schema import SCHEMA_PATH
 
 
@@ -85,8 +86,6 @@ def metrics_outputs() -> list[str]:
     return [PATHS.metrics(run) for run in PLAN.runs]
 
 
-TABLES = ["main", "sweep", "training", "speed", "paper_main"]
-FIGURES = ["accuracy_vs_skip", "pareto", "layer_skip", "training_curves"]
 PAPER_DIR = str(Path(workflow.basedir).parent / "resources" / "paper")
 
 

@@ -1,0 +1,274 @@
+"""The paper's six claims as data, and the comparisons of a run that test them.
+
+Each claim (``/work/shared/paper/CLAIMS.md``, numbered as there) is tested by one or
+more :class:`Comparison` rows: method A against method B, each paired on a reference
+run (dense unless said), on one metric, in one direction. Which metric decides:
+
+- "A better than B" (claims 2, 4, 5's earlier steps) uses ``kl``, KL(dense || method)
+  of the length-normalised choice distribution, lower is better: it is the powered
+  metric (on the committed run its smallest detectable effect is a few thousandths,
+  where accuracy's is several points);
+- "about free" / "at least as good" (claims 1, 3, 5's last step, 6's "quality kept")
+  need a tolerance, and the paper states tolerances only in accuracy points (a drop of
+  0.3 to 0.5 points), with no defensible conversion into KL, so they use ``acc_diff``
+  with a tolerance of 0.5 points (the larger of the paper's drops);
+- "LoRA's gain kept" (claim 6 vs routers alone) uses ``gold_logprob``: the gain over
+  dense is the point there, so closeness to dense (KL) would measure the wrong thing.
+
+The other metric is always shown beside the deciding one (accuracy next to KL). Runs
+are described by :class:`MethodInfo` (:func:`method_info` reads it from an evaluation
+record); :func:`resolve_comparisons` picks the rows each claim needs and, where the
+config has none, returns a "not run" comparison naming the config edit that adds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .metrics import HIGHER_IS_BETTER
+
+TOLERANCE_ACC = 0.005  # 0.5 accuracy points: the larger of the paper's "about free" drops
+RATIO_MATCH = 0.02  # realised skip ratios further apart than this are flagged
+DIRECTIONS = ("better", "noninferior", "equivalent")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: what it says, its evidence, its test, how its main
+    comparisons are decided (``direction``, ``metric``, ``tolerance``; see
+    :class:`Comparison`) and the edit that adds the test to a config that lacks it.
+    Claims 5 and 6 have a second kind of comparison, named in ``test``."""
+
+    number: int
+    title: str
+    paper: str
+    test: str
+    edit: str
+    direction: str = "better"
+    metric: str = "kl"
+    tolerance: float | None = None
+
+    def rule(self) -> dict[str, Any]:
+        """``direction``, ``metric`` and ``tolerance``, as :class:`Comparison` takes them."""
+        return {"direction": self.direction, "metric": self.metric, "tolerance": self.tolerance}
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        1,
+        "Attention can be skipped almost for free",
+        "Llama-3-8B 69.7 -> 69.4 at 1.21x; Instruct 69.3 -> 69.1 (attention, sequence, "
+        "50% capacity on the last 16 of 32 layers)",
+        "MindSkip (attention, sequence) vs dense at ~0.25: accuracy drop within 0.5 points",
+        "add a `routers:` entry with `unit: attn, routing: sequence` (and `sweep: true` "
+        "with 0.25 in `sweep.skip_ratios`)",
+        "noninferior",
+        "acc_diff",
+        TOLERANCE_ACC,
+    ),
+    Claim(
+        2,
+        "Attention is the unit to skip",
+        "sequence routing: attention 69.4 vs MLP 61.8 and block 61.3",
+        "attention vs MLP and vs block, same routing, same realised ratio",
+        "add `routers:` entries with `unit: mlp` and `unit: block` (same routing, "
+        "num_routed and capacity_target, `sweep: true`)",
+    ),
+    Claim(
+        3,
+        "Sequence routing is at least as good as token routing",
+        "attention 69.4 (sequence) vs 68.7 (token); block and MLP within 0.2",
+        "attention: sequence vs token routing at the same realised ratio, accuracy not "
+        "more than 0.5 points lower",
+        "add a `routers:` entry with `unit: attn, routing: token` (`sweep: true`)",
+        "noninferior",
+        "acc_diff",
+        TOLERANCE_ACC,
+    ),
+    Claim(
+        4,
+        "Learned routing beats static drop at the same ratio",
+        "one task (probably GSM8K, read off a bar chart): MindSkip 48.8 vs Attention Drop "
+        "43.4 at 0.125, 44.6 vs 38.1 at 0.25, dense 50.5",
+        "MindSkip vs static attention drop at 0.125 and 0.25, over the routed layers "
+        "(fair) and over all layers (the paper's); vs the router's own static pattern "
+        "(learned inputs, not only layers)",
+        "`baselines.static_units: [attn]`, `baselines.static_candidates: [routed, all]`, "
+        "`baselines.router_pattern: true`, 0.125 and 0.25 in `sweep.skip_ratios`",
+    ),
+    Claim(
+        5,
+        "About 5K training samples saturate",
+        "Instruct, 4 tasks: 0 / 1K / 2K / 5K / 10K samples give 65.8 / 63.8 / 64.9 / 65.6 / 65.1",
+        "quality vs train_samples at a fixed ratio: each earlier step better, the last "
+        "step within 0.5 points",
+        "add `routers:` entries that differ only in `train_samples` (e.g. 1000, 2000, "
+        "5000, 10000), each with `sweep: true`",
+    ),
+    Claim(
+        6,
+        "Routers on a LoRA-tuned model keep both gains",
+        "Llama-3-8B: dense 69.6, routers 69.5 (1.21x), LoRA 71.0, LoRA + routers 70.9 "
+        "(1.21x); Mistral-7B likewise",
+        "LoRA + routers vs LoRA (quality kept, within 0.5 points) and vs routers (LoRA's "
+        "gain kept); the speedup of LoRA + routers vs LoRA from the speed table",
+        "add a `lora:` entry (e.g. `{name: a, r: 8}`, a LoRA-only fine-tune) and a "
+        "`routers:` entry with `lora: a` (routers tuned on it, `sweep: true`)",
+        "noninferior",
+        "acc_diff",
+        TOLERANCE_ACC,
+    ),
+)
+CLAIM_BY_NUMBER = {c.number: c for c in CLAIMS}
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a run is, as far as the claims need: ``kind`` is ``dense``, ``router``,
+    ``static``, ``random``, ``router_static`` (the router's own static pattern) or
+    ``lora`` (LoRA alone); ``ratio`` the requested skip ratio (None: native);
+    ``realised`` the realised one on the scored items; ``candidates`` of a static drop:
+    ``routed`` or ``all`` (None counts as all); ``run`` the router run it is or mimics."""
+
+    kind: str
+    unit: str | None = None
+    routing: str | None = None
+    ratio: float | None = None
+    realised: float | None = None
+    candidates: str | None = None
+    run: str | None = None
+    train_samples: int | None = None
+    lora: bool = False
+
+
+def method_info(record: Mapping[str, Any]) -> MethodInfo:
+    """:class:`MethodInfo` from an evaluation record (``<suite>.json``); fields it does
+    not hold (``train_samples``, ``candidates`` on older records) stay None."""
+    method = record.get("method") or {}
+    spec = method.get("spec") or {}
+    mspec = method.get("method_spec") or {}
+    realised = ((record.get("routing") or {}).get("realised") or {}).get("skip_ratio")
+    ratio = method.get("requested_skip_ratio")
+    kind = str(spec.get("kind") or mspec.get("kind") or method.get("method") or "dense")
+    kind = {"pattern": "router_static"}.get(kind, kind)  # mindskip.plan's name for it
+    lora = bool(spec.get("lora")) or int(spec.get("lora_r") or mspec.get("lora_r") or 0) > 0
+    return MethodInfo(
+        kind=kind,
+        unit=spec.get("unit") or mspec.get("unit"),
+        routing=spec.get("routing") or mspec.get("routing"),
+        ratio=None if ratio is None else float(ratio),
+        realised=None if realised is None else float(realised),
+        candidates=spec.get("candidates") if isinstance(spec.get("candidates"), str) else None,
+        run=spec.get("run") or (spec.get("name") if kind == "router" else None),
+        train_samples=spec.get("train_samples"),
+        lora=lora,
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Method ``a`` minus method ``b``, each paired against ``reference``, on ``metric``.
+
+    ``direction``: ``better`` (A better than B), ``noninferior`` (A not worse than B by
+    more than ``tolerance``, in the metric's units) or ``equivalent`` (A within
+    ``tolerance`` of B either way). ``a is None``: not run (``note`` names the edit).
+    ``decides=False``: shown, but not part of the claim's combined verdict.
+    """
+
+    claim: int
+    label: str
+    a: str | None
+    b: str | None
+    reference: str | None
+    direction: str = "better"
+    metric: str = "kl"
+    tolerance: float | None = None
+    decides: bool = True
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if self.metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"unknown metric {self.metric!r}")
+        if self.direction != "better" and self.tolerance is None:
+            raise ValueError(f"direction {self.direction!r} needs a tolerance")
+
+    @property
+    def ran(self) -> bool:
+        return self.a is not None and self.b is not None and self.reference is not None
+
+    @property
+    def pair(self) -> tuple[str, str, str]:
+        if not self.ran:
+            raise ValueError(f"comparison {self.label!r} was not run")
+        return (self.a, self.b, self.reference)  # type: ignore[return-value]
+
+    def rule(self) -> tuple[str, tuple[float, float] | None]:
+        """The :func:`~mindskip.verdicts.rules.verdict` direction and tolerance band."""
+        up = HIGHER_IS_BETTER[self.metric]
+        if self.direction == "better":
+            return ("greater" if up else "less"), None
+        t = abs(float(self.tolerance))  # type: ignore[arg-type]
+        if self.direction == "equivalent":
+            return "equivalent", (-t, t)
+        return "equivalent", ((-t, float("inf")) if up else (float("-inf"), t))
+
+
+def not_run(
+    claim: int, label: str, why: str = "", edit: str | None = None, **kw: Any
+) -> Comparison:
+    """A placeholder row: the config has no such comparison; the note says why and names
+    the edit (``edit``, else the claim's own); ``kw`` (metric, direction, tolerance) say
+    how it would be decided."""
+    if edit is None:
+        edit = CLAIM_BY_NUMBER[claim].edit if claim in CLAIM_BY_NUMBER else ""
+    note = f"{why}; to run it: {edit}" if why and edit else why or edit
+    return Comparison(claim, label, None, None, None, note=note, **kw)
+
+
+# ----------------------------------------------------------------------------- resolving
+def _fmt_ratio(r: float | None) -> str:
+    return "native" if r is None else f"{r:g}"
+
+
+def _routers(info: Mapping[str, MethodInfo], unit: str, routing: str, lora: bool = False):
+    """{run identity: {ratio: method name}} of the router runs with these settings."""
+    out: dict[str, dict[float | None, str]] = {}
+    for name in sorted(info):
+        i = info[name]
+        if i.kind == "router" and i.unit == unit and i.routing == routing and i.lora == lora:
+            out.setdefault(i.run or name, {}).setdefault(i.ratio, name)
+    return out
+
+
+def _primary(info: Mapping[str, MethodInfo]) -> tuple[str, dict[float | None, str]] | None:
+    """The attention/sequence router run (most training samples, then first by name)."""
+    runs = _routers(info, "attn", "sequence")
+    if not runs:
+        return None
+
+    def samples(run: str) -> int:
+        return max(info[n].train_samples or 0 for n in runs[run].values())
+
+    best = sorted(runs, key=lambda r: (-samples(r), r))[0]
+    return best, runs[best]
+
+
+def _near(ratios: Any, target: float = 0.25) -> float | None:
+    swept = sorted(r for r in ratios if r is not None)
+    return min(swept, key=lambda r: (abs(r - target), r)) if swept else None
+
+
+def _ratio_note(info: Mapping[str, MethodInfo], a: str, b: str) -> str:
+    ra, rb = info[a].realised, info[b].realised
+    if info[b].kind == "dense" or ra is None or rb is None:
+        return "" if ra is None else f"realised skip ratio {ra:.3f}"
+    gap = f" (differ by {abs(ra - rb):.3f} > {RATIO_MATCH})" if abs(ra - rb) > RATIO_MATCH else ""
+    return f"realised skip ratios {ra:.3f} vs {rb:.3f}{gap}"
+
+
+def _cmp(info: Mapping[str, MethodInfo], claim: int, label: str, a: str, b: str, ref: str, **kw):
+    return Comparison(claim, label, a, b, ref, note=_ratio_note(info, a, b), **kw)

@@ -1,0 +1,168 @@
+"""The verdict rule, the smallest detectable effect and the dynamic share.
+
+Written once here, so that the claims table, the README and the tests all use the same
+rule. Pure Python (the standard library's ``statistics.NormalDist`` for z quantiles).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+HOLDS = "holds"
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+NOT_RUN = "not run"
+VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
+DIRECTIONS = ("greater", "less", "equivalent")
+
+Band = tuple[float, float]
+
+
+def minimum_detectable_effect(stderr: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true effect that a two-sided test at level ``alpha`` detects with ``power``.
+
+    ``mde = (z_{1 - alpha/2} + z_{power}) * stderr``; with alpha = 0.05 and power = 0.8 the
+    factor is 1.960 + 0.842 = 2.80. ``stderr`` is the paired standard error of the
+    effect at the comparison's n (the same items, stratified by task), so the MDE says
+    how large a difference the run could have resolved: an "inconclusive" verdict with
+    an MDE of 5 points means the run cannot tell effects smaller than about 5 points
+    from none, not that there is none.
+    """
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"alpha and power must lie in (0, 1), got {alpha}, {power}")
+    z = NormalDist()
+    return (z.inv_cdf(1.0 - alpha / 2.0) + z.inv_cdf(power)) * float(stderr)
+
+
+def tolerance_band(tolerance: float | Sequence[float]) -> Band:
+    """``t`` -> ``(-t, t)``; a pair ``(lo, hi)`` is kept (either end may be infinite)."""
+    if isinstance(tolerance, int | float):
+        t = abs(float(tolerance))
+        return (-t, t)
+    lo, hi = (float(x) for x in tolerance)
+    if not lo < hi:
+        raise ValueError(f"a tolerance band needs lo < hi, got ({lo}, {hi})")
+    return (lo, hi)
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def verdict(
+    effect: float | None,
+    ci_low: float | None,
+    ci_high: float | None,
+    direction: str,
+    tolerance: float | Sequence[float] | None = None,
+) -> str:
+    """The verdict on one claim from one paired effect and its confidence interval.
+
+    - **not run**: there is no effect (``effect`` is None): the run has no such
+      comparison.
+    - ``direction="greater"`` (the claim says the effect is above 0): **holds** if the
+      CI lies above 0 (``ci_low > 0``), **contradicted** if it lies below 0
+      (``ci_high < 0``), **inconclusive** otherwise.
+    - ``direction="less"``: the mirror image (holds if ``ci_high < 0``).
+    - ``direction="equivalent"`` (an "about free" claim) with ``tolerance``, a number
+      ``t`` for the band ``(-t, t)`` or a band ``(lo, hi)``; a one-sided band such as
+      ``(-t, inf)`` states non-inferiority ("no worse than t"): **holds** if the whole
+      CI lies inside the band, **contradicted** if the whole CI lies outside it,
+      **inconclusive** otherwise.
+
+    A CI that spans 0 never makes a direction claim hold or fail: that is
+    "inconclusive", never a finding (report the smallest detectable effect beside it).
+    A CI with a missing end (no bootstrap, or one item) is inconclusive. The verdict is
+    about the model and the items of the run that produced the CI, nothing wider.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if _missing(effect):
+        return NOT_RUN
+    if _missing(ci_low) or _missing(ci_high):
+        return INCONCLUSIVE
+    lo, hi = float(ci_low), float(ci_high)  # type: ignore[arg-type]
+    if lo > hi:
+        raise ValueError(f"ci_low {lo} is above ci_high {hi}")
+    if direction == "greater":
+        return HOLDS if lo > 0 else CONTRADICTED if hi < 0 else INCONCLUSIVE
+    if direction == "less":
+        return HOLDS if hi < 0 else CONTRADICTED if lo > 0 else INCONCLUSIVE
+    if tolerance is None:
+        raise ValueError("direction 'equivalent' needs a tolerance")
+    band_lo, band_hi = tolerance_band(tolerance)
+    if band_lo < lo and hi < band_hi:
+        return HOLDS
+    if hi < band_lo or lo > band_hi:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def combine_verdicts(verdicts: Iterable[str]) -> str:
+    """One verdict for a claim tested by several comparisons (e.g. claim 4 at two ratios).
+
+    **not run** if none ran; **contradicted** if any comparison is contradicted;
+    **holds** if every comparison that ran holds; **inconclusive** otherwise. A claim
+    with some comparisons not run can still hold on the ones that ran (the table says
+    which did not).
+    """
+    vs = list(verdicts)
+    for v in vs:
+        if v not in VERDICTS:
+            raise ValueError(f"unknown verdict {v!r}")
+    ran = [v for v in vs if v != NOT_RUN]
+    if not ran:
+        return NOT_RUN
+    if CONTRADICTED in ran:
+        return CONTRADICTED
+    return HOLDS if all(v == HOLDS for v in ran) else INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class DynamicShare:
+    """``per_layer[l] = min(c_l, 1 - c_l)``; ``overall``: their decision-weighted mean."""
+
+    per_layer: dict[str, float]
+    overall: float
+    decisions: float
+
+
+def dynamic_share(
+    capacity: Mapping[int | str, float] | Sequence[float],
+    decisions: Mapping[int | str, float] | Sequence[float] | None = None,
+) -> DynamicShare:
+    """How much of the skipping depends on the input.
+
+    ``capacity[l]`` is layer l's realised capacity c_l, the fraction of sequences that
+    execute it; ``decisions[l]`` how many decisions it made (equal weights if omitted).
+    The best static pattern (a fixed set of skipped layers, the same for every input)
+    can agree with a layer's decisions at most on its majority decision, so the share
+    of decisions that differ from that majority, ``min(c_l, 1 - c_l)``, is the share
+    that no static layer choice reproduces: 0 when a layer is always or never run (a
+    static choice in disguise), 0.5 at most, when half the inputs run it. ``overall``
+    is the decision-weighted mean over layers: the fraction of all routing decisions
+    that depend on the input. Skipping 25% with an overall share near 0 is static
+    layer dropping, whatever the router; "dynamic depth" needs it well above 0.
+    """
+    if isinstance(capacity, Mapping):
+        caps = {str(k): float(v) for k, v in capacity.items()}
+    else:
+        caps = {str(i): float(v) for i, v in enumerate(capacity)}
+    if decisions is None:
+        weights = dict.fromkeys(caps, 1.0)
+    elif isinstance(decisions, Mapping):
+        weights = {str(k): float(v) for k, v in decisions.items()}
+    else:
+        weights = {str(i): float(v) for i, v in enumerate(decisions)}
+    if set(weights) != set(caps):
+        raise ValueError(f"capacity and decisions name different layers: {caps} vs {weights}")
+    for layer, c in caps.items():
+        if not 0.0 <= c <= 1.0:
+            raise ValueError(f"capacity of layer {layer} is {c}, not in [0, 1]")
+    per_layer = {k: min(c, 1.0 - c) for k, c in caps.items()}
+    total = sum(weights.values())
+    overall = sum(per_layer[k] * weights[k] for k in caps) / total if total > 0 else math.nan
+    return DynamicShare(per_layer=per_layer, overall=overall, decisions=total)

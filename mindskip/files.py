@@ -104,11 +104,20 @@ def write_json(
     return write_text(path, dumps_json(obj, indent=indent, sort_keys=sort_keys) + "\n")
 
 
-def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]], *, sort_keys=True) -> Path:
-    """JSON Lines; gzipped with a fixed header (byte-identical for equal rows) for ``.gz``."""
+def write_jsonl(
+    path: str | Path,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    sort_keys: bool = True,
+    compact: bool = False,
+) -> Path:
+    """JSON Lines; gzipped with a fixed header (byte-identical for equal rows) for ``.gz``.
+    ``compact``: no spaces after separators."""
     path = Path(path)
+    seps = (",", ":") if compact else None
     text = "".join(
-        json.dumps(to_jsonable(r), ensure_ascii=False, sort_keys=sort_keys) + "\n" for r in rows
+        json.dumps(to_jsonable(r), ensure_ascii=False, sort_keys=sort_keys, separators=seps) + "\n"
+        for r in rows
     )
     data = text.encode("utf-8")
     if path.suffix == ".gz":

@@ -116,3 +116,18 @@ def test_split_is_disjoint_complete_and_stable():
 def test_split_refuses_too_few_records():
     with pytest.raises(ValueError, match="cannot give 2 x 10 held-out"):
         split_records(records(30), calibration=10, validation=10)
+
+
+def test_a_corrupt_router_file_names_itself_and_the_fix(tmp_path):
+    from conftest import make_model
+
+    from mindskip import MindSkipConfig, RouterFileError, apply_mindskip, load_routers, save_routers
+
+    model = apply_mindskip(make_model(), MindSkipConfig(num_routed=2))
+    out = save_routers(model, tmp_path / "r")
+    file = out / "routers.safetensors"
+    data = file.read_bytes()
+    for broken in (data[: len(data) // 2], b"\xff" * 16, b""):
+        file.write_bytes(broken)
+        with pytest.raises(RouterFileError, match=r"routers\.safetensors is truncated or corrupt"):
+            load_routers(make_model(), out)

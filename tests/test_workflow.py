@@ -3,11 +3,14 @@ the real embedded model and data, and rerun-only-what-changed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,10 +50,11 @@ def test_lint_is_clean():
 
 def test_dry_run_default_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
-    # 1 router run swept over 2 ratios; dense; attention drop; 1 random seed
+    # 1 router run swept over 2 ratios; dense; attention drop over the routed layers and
+    # over all layers; 1 random seed; the router's own static pattern
     assert jobs["train_routers"] == 1
     assert jobs["calibrate_thresholds"] == 2
-    assert jobs["evaluate"] == 1 + 1 + 2 * (1 + 1 + 1)
+    assert jobs["evaluate"] == 1 + 1 + 2 * (1 + 2 + 1 + 1)
     assert jobs["profile"] == 1  # the native run (profile.ratios: [])
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1
@@ -58,11 +62,12 @@ def test_dry_run_default_config(tmp_path):
 
 def test_dry_run_paper_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config" / "paper.yaml"), cwd=tmp_path)
-    # Table 1 (3 units x 2 routings) + 3 more dataset sizes; 4 ratios on the swept run
+    # Table 1 (3 units x 2 routings) + 3 more dataset sizes; 4 ratios on the swept run:
+    # the router, static drop of 3 units over 2 candidate sets, 3 random seeds, the pattern
     assert jobs["train_routers"] == 9
     assert jobs["calibrate_thresholds"] == 4
     assert jobs["rank_importance"] == 3
-    assert jobs["evaluate"] == 1 + 9 + 4 * (1 + 3 + 3)
+    assert jobs["evaluate"] == 1 + 9 + 4 * (1 + 3 * 2 + 3 + 1)
     assert jobs["prepare_assets"] == 1
 
 
@@ -105,14 +110,11 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, path, value, message):
 def smoke_run(tmp_path_factory) -> Path:
     """The whole rule graph on the smoke config (real SmolLM2, real tasks, tiny limits)."""
     work = tmp_path_factory.mktemp("smoke")
-    shutil.copy(ROOT / "config" / "smoke.yaml", work / "config.yaml")
-    assets = ROOT / "results" / "assets"
-    if (assets / "manifest.json").exists() and os.environ.get(
-        "MINDSKIP_SMOKE_REUSE_ASSETS", "1"
-    ) == "1":
+    if os.environ.get("MINDSKIP_SMOKE_REUSE_ASSETS", "1") == "1":
         # reuse this checkout's assets (the real ones); a fresh clone builds them here
-        (work / "results").mkdir()
-        shutil.copytree(assets, work / "results" / "assets", symlinks=True)
+        _copy_smoke_setup(work)
+    else:
+        shutil.copy(ROOT / "config" / "smoke.yaml", work / "config.yaml")
     snakemake("--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work)
     return work
 
@@ -145,7 +147,8 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
     # the new run and everything downstream of it ...
     assert jobs["train_routers"] == 1
     assert jobs["calibrate_thresholds"] == 1
-    assert jobs["evaluate"] == 3  # router native, router at 0.25, random at 0.25
+    # a new run identity: router native and at 0.25; random and its own pattern at 0.25
+    assert jobs["evaluate"] == 4
     assert jobs["profile"] == 2  # router native and at 0.25
     assert jobs["report"] == 1
     # ... but not the assets, the dense score, the ranking or the static drop
@@ -154,11 +157,73 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
 
     # the calibration mode reaches the calibrations and what reads them, nothing else
     config = yaml.safe_load((smoke_run / "config.yaml").read_text())
-    config["baselines"]["calibration_mode"] = "global"
+    config["baselines"]["calibration_mode"] = "per_layer"
     changed.write_text(yaml.safe_dump(config, sort_keys=True))
     jobs = planned_jobs("--configfile", str(changed), cwd=smoke_run)
     assert jobs["calibrate_thresholds"] == 1
-    assert jobs["evaluate"] == 2  # router at 0.25, random at 0.25
+    assert jobs["evaluate"] == 3  # router, random and the router's pattern at 0.25
     assert jobs["profile"] == 1  # router at 0.25
     for rule in ("prepare_assets", "train_routers", "rank_importance"):
         assert rule not in jobs
+
+
+def _copy_smoke_setup(work: Path, assets: Path = ROOT / "results" / "assets") -> None:
+    shutil.copy(ROOT / "config" / "smoke.yaml", work / "config.yaml")
+    if (assets / "manifest.json").exists():
+        (work / "results").mkdir()
+        shutil.copytree(assets, work / "results" / "assets", symlinks=True)
+
+
+def _wait_for(path_glob: str, work: Path, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(work.glob(path_glob)):
+        if proc.poll() is not None:
+            raise AssertionError(f"the workflow ended (rc {proc.returncode}) before {path_glob}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path_glob} did not appear within {timeout} s")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_killed_workflow_resumes_without_redoing_or_accepting_half_outputs(
+    smoke_run, tmp_path_factory
+):
+    """SIGKILL the whole workflow while training runs, rerun it: finished jobs are kept,
+    the killed job is redone (its half-written outputs are not accepted), and the results
+    equal the uninterrupted smoke run's."""
+    work = tmp_path_factory.mktemp("killed")
+    built = ROOT / "results" / "assets"  # this checkout's, else the ones the smoke run built
+    _copy_smoke_setup(work, built if built.exists() else smoke_run / "results" / "assets")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "2"]
+    cmd += ["--configfile", str(work / "config.yaml")]
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for("results/baselines/*/ranking-attn.json", work, proc, 300)
+        _wait_for("results/logs/train/*/*.log", work, proc, 300)
+        time.sleep(2)  # training is under way
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    ranking = next(work.glob("results/baselines/*/ranking-attn.json"))
+    kept = ranking.stat().st_mtime_ns
+    assert not list(work.glob("results/eval/**/*.json"))  # killed before any scoring
+    rerun = snakemake("--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work)
+    text = rerun.stdout + rerun.stderr
+    assert "rule train_routers" in text  # the killed job ran again ...
+    assert "rule rank_importance" not in text  # ... the finished one did not
+    assert ranking.stat().st_mtime_ns == kept
+    for rel in ("results/baselines", "results/routers", "results/eval"):
+        for ours in sorted((work / rel).rglob("*")):
+            if ours.suffix not in (".json", ".safetensors") or ours.name == "metrics.json":
+                continue
+            theirs = smoke_run / ours.relative_to(work)
+            assert theirs.exists(), theirs
+            if ours.suffix == ".safetensors":
+                assert ours.read_bytes() == theirs.read_bytes(), ours
+            elif "eval" in ours.parts and ours.name.endswith("embedded.json"):
+                a, b = (json.loads(p.read_text()) for p in (ours, theirs))
+                assert [r["value"] for r in a["rows"]] == [r["value"] for r in b["rows"]], ours

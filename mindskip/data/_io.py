@@ -4,52 +4,21 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..provenance import sha256_file as sha256_file  # re-exported for the data modules
-
-
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), creating parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSON Lines file; blank lines are skipped. Errors name the file and line."""
-    rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-    return rows
+from .. import files
+from ..files import read_json as read_json  # re-exported for the data modules
+from ..files import read_jsonl as read_jsonl
+from ..files import write_json as write_json
+from ..provenance import sha256_file as sha256_file
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> str:
-    """Write rows as JSON Lines (UTF-8, one compact object per line); return its sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
+    """Write rows as JSON Lines (UTF-8, one compact object per line, keys in their own
+    order), atomically; return its sha256."""
+    files.write_jsonl(path, rows, sort_keys=False, compact=True)
     return sha256_file(path)
 
 

@@ -69,24 +69,47 @@ def convert_smollm2(out_dir: Path) -> Path:
     """
     out_dir = Path(out_dir)
     gguf = smollm2_gguf()
-    version = package_version(SMOLLM2_DIST)
     gguf_sha = sha256_file(gguf)
-    prov_path = out_dir / "provenance.json"
-    if prov_path.is_file() and (out_dir / "config.json").is_file():
-        prov = read_json(prov_path)
-        if (
-            prov.get("gguf_sha256") == gguf_sha
-            and prov.get("format") == _CONVERT_FORMAT
-            and all((out_dir / f).is_file() for f in prov.get("files", {}))
-        ):
-            log.info("model: cached at %s", out_dir)
-            return out_dir
+    if _converted(out_dir, gguf_sha):
+        log.info("model: cached at %s", out_dir)
+        return out_dir
+    t0 = time.perf_counter()
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model, tok, probe, logits_fp32 = _load_gguf(gguf)
+    saved = _save_bf16(model, tok, tmp)
+    del model
+    check, reloaded = _check_saved(tmp, saved, probe, logits_fp32)
+    prov = _conversion_provenance(gguf, gguf_sha, reloaded, check)
+    prov["seconds"] = round(time.perf_counter() - t0, 1)
+    prov["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    write_json(tmp / "provenance.json", prov)
+    if out_dir.exists():
+        if not (out_dir / "provenance.json").exists() and any(out_dir.iterdir()):
+            raise FileExistsError(f"{out_dir} exists and was not written by convert_smollm2")
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    log.info("model: wrote %s in %.0f s", out_dir, prov["seconds"])
+    return out_dir
 
+
+def _converted(out_dir: Path, gguf_sha: str) -> bool:
+    prov_path = out_dir / "provenance.json"
+    if not (prov_path.is_file() and (out_dir / "config.json").is_file()):
+        return False
+    prov = read_json(prov_path)
+    return (
+        prov.get("gguf_sha256") == gguf_sha
+        and prov.get("format") == _CONVERT_FORMAT
+        and all((out_dir / f).is_file() for f in prov.get("files", {}))
+    )
+
+
+def _load_gguf(gguf: Path):
+    """(model, tokenizer, probe inputs, float32 logits on the probe) from the GGUF."""
     import torch
-    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    t0 = time.perf_counter()
     log.info("model: loading %s (dequantising, about 20 s)", gguf.name)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
@@ -99,53 +122,78 @@ def convert_smollm2(out_dir: Path) -> Path:
     model.hf_quantizer = None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-
     probe = tok("The capital of France is", return_tensors="pt")
     with torch.no_grad():
         logits_fp32 = model(**probe).logits
+    return model, tok, probe, logits_fp32
 
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+
+def _save_bf16(model: Any, tok: Any, folder: Path) -> dict[str, Any]:
+    """Save the model in bf16 and the tokenizer; return the saved weights (as float32)."""
+    import torch
+
     model.to(torch.bfloat16)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    saved = {k: v.float() for k, v in model.state_dict().items()}
-    del model
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return {k: v.float() for k, v in model.state_dict().items()}
 
-    # Check that the folder loads on its own and holds exactly the converted weights;
-    # then compare its float32 logits with those of the dequantised GGUF model.
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).eval()
-    tok2 = AutoTokenizer.from_pretrained(tmp)
+
+def _check_saved(folder: Path, saved: dict[str, Any], probe: Any, logits_fp32: Any):
+    """Reload the folder on its own: exactly the converted weights; its float32 logits
+    against the dequantised GGUF model's; a chat sample. Returns (check record, model)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
     state = reloaded.state_dict()
     bad = [k for k, v in saved.items() if k not in state or not torch.equal(state[k], v)]
     if bad or len(state) != len(saved):
         raise RuntimeError(f"saved model differs from the converted one: {bad[:5]}")
     with torch.no_grad():
         logits_reload = reloaded(**probe).logits
-    bf16_diff = (logits_reload - logits_fp32).abs().max().item()
-    top1_agree = (logits_reload.argmax(-1) == logits_fp32.argmax(-1)).float().mean().item()
+    check = {
+        "reload_weights_identical": True,
+        "bf16_vs_fp32_dequantised_max_abs_logit_diff": (
+            (logits_reload - logits_fp32).abs().max().item()
+        ),
+        "bf16_vs_fp32_dequantised_top1_agreement": (
+            (logits_reload.argmax(-1) == logits_fp32.argmax(-1)).float().mean().item()
+        ),
+        "chat_sample": _chat_sample(reloaded, tok),
+        "chat_template": bool(getattr(tok, "chat_template", None)),
+    }
+    return check, reloaded
 
-    chat_template = bool(getattr(tok2, "chat_template", None))
-    sample = None
-    if chat_template:
-        msgs = [{"role": "user", "content": "What is the capital of France?"}]
-        ids = tok2.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt")
-        if not isinstance(ids, torch.Tensor):  # BatchEncoding in some versions
-            ids = ids["input_ids"]
-        with torch.no_grad():
-            gen = reloaded.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False
-            )
-        sample = tok2.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)
-    else:
+
+def _chat_sample(model: Any, tok: Any) -> str | None:
+    import torch
+
+    if not getattr(tok, "chat_template", None):
         log.warning("model: the GGUF tokenizer carries no chat template")
+        return None
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt")
+    if not isinstance(ids, torch.Tensor):  # BatchEncoding in some versions
+        ids = ids["input_ids"]
+    with torch.no_grad():
+        gen = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False
+        )
+    return tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)
 
-    cfg = reloaded.config
-    prov: dict[str, Any] = {
+
+def _conversion_provenance(gguf: Path, gguf_sha: str, model: Any, check: dict) -> dict:
+    import torch
+    import transformers
+
+    cfg = model.config
+    chat_template = check.pop("chat_template")
+    return {
         "format": _CONVERT_FORMAT,
         "model": "SmolLM2-135M-Instruct",
         "source_package": SMOLLM2_DIST,
-        "source_version": version,
+        "source_version": package_version(SMOLLM2_DIST),
         "gguf_file": gguf.name,
         "gguf_sha256": gguf_sha,
         "dtype": "bfloat16",
@@ -153,33 +201,18 @@ def convert_smollm2(out_dir: Path) -> Path:
         "num_hidden_layers": cfg.num_hidden_layers,
         "hidden_size": cfg.hidden_size,
         "vocab_size": cfg.vocab_size,
-        "num_parameters": sum(p.numel() for p in reloaded.parameters()),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
         "chat_template": chat_template,
-        "check": {
-            "reload_weights_identical": True,
-            "bf16_vs_fp32_dequantised_max_abs_logit_diff": bf16_diff,
-            "bf16_vs_fp32_dequantised_top1_agreement": top1_agree,
-            "chat_sample": sample,
-        },
+        "check": check,
         "versions": {
             "transformers": transformers.__version__,
             "torch": torch.__version__,
             "gguf": package_version("gguf"),
             "python": platform.python_version(),
         },
-        "seconds": round(time.perf_counter() - t0, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "licence": "Apache-2.0 (SmolLM2)",
     }
-    prov["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    write_json(tmp / "provenance.json", prov)
-    if out_dir.exists():
-        if not (out_dir / "provenance.json").exists() and any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} exists and was not written by convert_smollm2")
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    log.info("model: wrote %s in %.0f s", out_dir, prov["seconds"])
-    return out_dir
 
 
 # --------------------------------------------------------------------------- BIG-bench

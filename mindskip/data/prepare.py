@@ -51,7 +51,6 @@ def prepare_assets(
     if overlap:
         raise ValueError(f"tasks {sorted(overlap)} are both evaluation and training tasks")
     seconds: dict[str, float] = {}
-    assets: list[dict[str, Any]] = []
 
     def timed(step: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -60,24 +59,9 @@ def prepare_assets(
         log.info("step %s: %.1f s", step, seconds[step])
         return result
 
-    if model:
-        model_dir = timed("model", convert_smollm2, out / MODEL_SUBDIR)
-        prov = read_json(model_dir / "provenance.json")
-        assets.append(
-            {
-                "name": "smollm2-135m-instruct",
-                "kind": "model",
-                "path": str(model_dir.resolve()),
-                "source": {"package": prov["source_package"], "version": prov["source_version"]},
-                "sha256": prov["files"].get("model.safetensors"),
-                "source_sha256": prov["gguf_sha256"],
-                "n": prov["num_parameters"],
-            }
-        )
-
+    assets = [_model_asset(timed("model", convert_smollm2, out / MODEL_SUBDIR))] if model else []
     bb = timed("bigbench", extract_bigbench, [*eval_tasks, *train_tasks], out)
     bb_files = {t: Path(bb["tasks"][t]["path"]) for t in [*eval_tasks, *train_tasks]}
-    bb_source = {"package": "bigbench", "version": bb["source"]["version"]}
 
     def load_eval_data():
         return (load_mmlu() if mmlu else None), (load_gsm8k() if gsm8k else None)
@@ -89,25 +73,11 @@ def prepare_assets(
         write_task_suite,
         tasks_dir,
         bigbench_files={t: bb_files[t] for t in eval_tasks},
-        bigbench_source=bb_source,
+        bigbench_source={"package": "bigbench", "version": bb["source"]["version"]},
         mmlu=mmlu_data,
         gsm8k=gsm8k_data,
     )
-    for name, rec in suite["tasks"].items():
-        src = rec["source"]
-        for split, info in rec["splits"].items():
-            assets.append(
-                {
-                    "name": f"{name}:{split}",
-                    "kind": "eval",
-                    "path": info["path"],
-                    "yaml": rec["yaml"],
-                    "source": {"package": src.get("package"), "version": src.get("version")},
-                    "sha256": info["sha256"],
-                    "n": info["n"],
-                }
-            )
-
+    assets += _eval_assets(suite)
     train = timed(
         "instructions",
         build_instruction_set,
@@ -117,18 +87,7 @@ def prepare_assets(
         per_task_cap=per_task_cap,
         seed=seed,
     )
-    assets.append(
-        {
-            "name": "bigbench_heldout",
-            "kind": "train",
-            "path": train["path"],
-            "source": train["source"],
-            "sha256": train["sha256"],
-            "n": train["n"],
-            "overlaps_dropped": train["overlaps_dropped"],
-        }
-    )
-
+    assets.append(_train_asset(train))
     manifest = {
         "out": str(out.resolve()),
         "model_dir": str((out / MODEL_SUBDIR).resolve()) if model else None,
@@ -142,3 +101,47 @@ def prepare_assets(
     }
     write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _model_asset(model_dir: Path) -> dict[str, Any]:
+    prov = read_json(model_dir / "provenance.json")
+    return {
+        "name": "smollm2-135m-instruct",
+        "kind": "model",
+        "path": str(model_dir.resolve()),
+        "source": {"package": prov["source_package"], "version": prov["source_version"]},
+        "sha256": prov["files"].get("model.safetensors"),
+        "source_sha256": prov["gguf_sha256"],
+        "n": prov["num_parameters"],
+    }
+
+
+def _eval_assets(suite: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name, rec in suite["tasks"].items():
+        src = rec["source"]
+        for split, info in rec["splits"].items():
+            out.append(
+                {
+                    "name": f"{name}:{split}",
+                    "kind": "eval",
+                    "path": info["path"],
+                    "yaml": rec["yaml"],
+                    "source": {"package": src.get("package"), "version": src.get("version")},
+                    "sha256": info["sha256"],
+                    "n": info["n"],
+                }
+            )
+    return out
+
+
+def _train_asset(train: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "bigbench_heldout",
+        "kind": "train",
+        "path": train["path"],
+        "source": train["source"],
+        "sha256": train["sha256"],
+        "n": train["n"],
+        "overlaps_dropped": train["overlaps_dropped"],
+    }

@@ -1,19 +1,19 @@
 """Shim: speed and memory of one method against dense and its hand-removed ceiling, in one
-process (mindskip.profile.profile)."""
+process (mindskip.profile.profile). Strict: a variant that fails fails the job. Inputs:
+``profile.inputs`` ("random", or a JSONL/.pt of token-id lists, e.g. the tokenised
+evaluation prompts; an input named ``prompts`` takes precedence)."""
 
 from pathlib import Path
 
-from mindskip.methods import resolve_method
 from mindskip.modeling import load_model, pick_device
+from mindskip.plan import resolve
 from mindskip.profile import ProfileConfig, profile
 from mindskip.provenance import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 p, m = sm.params.profile, sm.params.model
-spec, _ = resolve_method(
-    sm.params.method, **{k: sm.input.get(k) for k in ("routers", "calibration", "ranking")}
-)
+spec, meta = resolve(sm.params.method, dict(sm.input.items()))
 model, _tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
 config = ProfileConfig(
     model=m["name"],
@@ -24,7 +24,13 @@ config = ProfileConfig(
     warmup=p["warmup"],
     device=pick_device(m.get("device", "auto")),
     threads=sm.threads,
+    strict=p["strict"],
+    inputs=sm.input.get("prompts", "random"),
 )
 profile(
-    config, model=model, methods={sm.wildcards.method: spec}, out_dir=Path(sm.output.csv).parent
+    config,
+    model=model,
+    methods={sm.wildcards.method: spec},
+    out_dir=Path(sm.output.csv).parent,
+    record={"method": meta},  # the report reads the planned method from profile.json
 )

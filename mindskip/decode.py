@@ -1,0 +1,493 @@
+"""Greedy decoding with the decode step captured: CUDA graphs on a GPU, ``torch.compile`` on
+the CPU, with MindSkip's skipping inside the captured step.
+
+Why it works: with sequence routing every routed layer decides once, at prefill, and the
+decision is stored on the cache; so after prefill the shape of every tensor in a decode step
+(which rows each layer gathers, how many KV rows each layer holds) is fixed for the rest of
+the generation. Token routing's decode step (one token per sequence) runs masked, with no
+host sync and fixed shapes (:meth:`mindskip.layers.MindSkipLayer._run_masked`). Eager HF
+decode is launch-bound at small batch, so capture is what lets skipped sublayers show as
+speed (``../shared/measurements/h200-llama3-8b-shape.md``).
+
+How: :class:`CapturedDecoder` keeps one *slot* per (batch, cache length, decision pattern),
+where the pattern is the number of executing rows of each routed layer. A slot holds a
+``StaticCache`` whose tensors keep their addresses across calls, one persistent
+:class:`~mindskip.layers.Decision` per routed layer (refilled in place after each prefill, so
+the captured step reads the new rows) and a token buffer. Each call prefills eagerly into a
+``DynamicCache`` (where rows that skipped a layer hold no KV), copies the prompt's keys and
+values into the slot's static cache (compacted layers hold only their executing rows there
+too) and replays the slot's captured step once per new token:
+
+- ``graph`` (CUDA): ``torch.cuda.CUDAGraph`` over the eager step, captured after ``warmup``
+  eager steps (which are real decode steps) on a side stream; no compile time.
+- ``compile``: ``torch.compile(step, fullgraph=True)`` (``mode="reduce-overhead"`` on CUDA,
+  the default mode elsewhere). A second call with the same batch and pattern reuses the
+  compiled graph (no recompile): only the slot's tensors change, never the objects that
+  dynamo guards on.
+- ``eager``: the same step, uncaptured; also the fallback where capture is impossible, with
+  the reason in :attr:`DecodeResult.reason` (and the log).
+
+Routing statistics (``mindskip.routing_stats``) count the prefill and eager steps; replays of
+a captured step do not update them (token routing records one decision per step).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import _DECISIONS_ATTR, Decision, MindSkipLayer, _store_decision
+from .surgery import decoder_layers
+
+log = logging.getLogger(__name__)
+MODES = ("auto", "graph", "compile", "eager")
+_STATS = ("last_exec", "last_weight", "last_scores", "last_gate", "_sums")
+
+
+@dataclass
+class DecodeResult:
+    """Greedy tokens of one call and how its decode steps ran.
+
+    ``tokens`` (batch, new_tokens): the first comes from prefill. ``mode``: what ran the
+    decode steps (``graph``, ``compile`` or ``eager``); ``reason``: why not captured ("" when
+    it was). ``pattern``: ((layer, executing rows), ...) of the stored sequence decisions.
+    ``compiled`` / ``captured``: graphs this call compiled / CUDA graphs it captured (0 when
+    the slot's step was reused). ``prefill_s`` / ``decode_s``: wall time of the prefill and
+    of the ``new_tokens - 1`` decode steps (device-synchronised).
+    """
+
+    tokens: torch.Tensor
+    mode: str
+    reason: str
+    pattern: tuple[tuple[int, int], ...]
+    compiled: int = 0
+    captured: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+
+@dataclass
+class _Slot:
+    cache: Any
+    token: torch.Tensor  # (batch, 1): the step's input, overwritten with its output
+    decisions: dict[int, Decision] = field(default_factory=dict)
+    mode: str = ""  # what runs this slot's steps, once settled
+    reason: str = ""
+    run: Callable[[], None] | None = None  # one decode step (replay / compiled / eager)
+    warm: int = 0  # eager warm-up steps done before a CUDA graph capture
+
+
+class CapturedDecoder:
+    """Greedy decoding of ``model`` with its decode step captured (see the module docstring).
+
+    ``mode``: ``auto`` (``graph`` on CUDA, ``compile`` elsewhere), ``graph``, ``compile`` or
+    ``eager``. ``backend``/``compile_mode``: for ``torch.compile`` (``compile_mode=None``:
+    ``reduce-overhead`` on CUDA, else the default). ``warmup``: eager steps before a CUDA
+    graph is captured. Keep one decoder per model: slots (static caches) live until
+    :meth:`release`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: str = "auto",
+        *,
+        backend: str | Callable = "inductor",
+        compile_mode: str | None = None,
+        warmup: int = 2,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.model = model
+        self.device = model.get_input_embeddings().weight.device
+        if mode == "auto":
+            mode = "graph" if self.device.type == "cuda" else "compile"
+        self.mode = mode
+        self.backend = backend
+        cuda = self.device.type == "cuda"
+        self.compile_mode = compile_mode or ("reduce-overhead" if cuda else None)
+        self.warmup = warmup
+        self.cache_kwarg = cache_kwarg(model)
+        self._slots: dict[tuple, _Slot] = {}
+        if mode == "compile":
+            _raise_recompile_limits(64)
+
+    # ------------------------------------------------------------------ public
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> DecodeResult:
+        """``max_new_tokens`` greedy tokens for every row of ``input_ids`` (no padding)."""
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        ids = input_ids.to(self.device)
+        batch, prompt = ids.shape
+        t0 = _now(self.device)
+        dyn, first = self._prefill(ids)
+        key, pattern = self._key(dyn, batch, prompt + max_new_tokens)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = self._new_slot(batch, prompt + max_new_tokens)
+        _load_static(slot.cache, dyn, prompt)
+        self._adopt_decisions(slot, dyn)
+        del dyn
+        slot.token.copy_(first)
+        tokens = torch.empty(batch, max_new_tokens, dtype=torch.long, device=self.device)
+        tokens[:, :1] = first
+        t1 = _now(self.device)
+        counts = {"compiled": 0, "captured": 0}
+        for i in range(1, max_new_tokens):
+            self._step(slot, counts, remaining=max_new_tokens - i)
+            tokens[:, i : i + 1] = slot.token
+        t2 = _now(self.device)
+        return DecodeResult(
+            tokens, slot.mode or "eager", slot.reason, pattern, prefill_s=t1 - t0,
+            decode_s=t2 - t1, **counts,
+        )  # fmt: skip
+
+    def release(self) -> None:
+        """Drop every slot (static caches, graphs, compiled steps)."""
+        self._slots.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ prefill
+    def _prefill(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        from transformers import DynamicCache
+
+        dyn = DynamicCache(config=self.model.config)
+        out = self.model(ids, use_cache=True, logits_to_keep=1, **{self.cache_kwarg: dyn})
+        return dyn, out.logits[:, -1].argmax(-1, keepdim=True)
+
+    def _key(self, dyn: Any, batch: int, length: int) -> tuple[tuple, tuple]:
+        stored = getattr(dyn, _DECISIONS_ATTR, None) or {}
+        pattern = tuple(sorted((i, int(d.rows.numel())) for i, d in stored.items()))
+        return (batch, length, pattern), pattern
+
+    def _new_slot(self, batch: int, length: int) -> _Slot:
+        from transformers import StaticCache
+
+        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        token = torch.zeros(batch, 1, dtype=torch.long, device=self.device)
+        if self.mode == "compile":  # reduce-overhead's CUDA graphs need its address fixed
+            torch._dynamo.mark_static_address(token)
+        return _Slot(cache, token)
+
+    def _adopt_decisions(self, slot: _Slot, dyn: Any) -> None:
+        """The prefill's decisions, copied into the slot's persistent ones."""
+        persist_decisions(getattr(dyn, _DECISIONS_ATTR, None) or {}, slot.decisions, slot.cache)
+
+    # ------------------------------------------------------------------ steps
+    def _step_fn(self, slot: _Slot) -> Callable[[], None]:
+        model, cache, token, kw = self.model, slot.cache, slot.token, self.cache_kwarg
+
+        def step() -> None:
+            out = model(token, use_cache=True, **{kw: cache})
+            token.copy_(out.logits[:, -1].argmax(-1, keepdim=True))
+
+        return step
+
+    def _step(self, slot: _Slot, counts: dict[str, int], remaining: int) -> None:
+        """One decode step; the first steps of a slot also settle how its steps run."""
+        if slot.run is not None:
+            slot.run()
+            return
+        eager = self._step_fn(slot)
+        if self.mode == "eager":
+            slot.mode, slot.run = "eager", eager
+            eager()
+            return
+        reason = self._why_not(slot)
+        if reason:
+            self._settle(slot, "eager", eager, reason)
+            eager()
+        elif self.mode == "compile":
+            self._compile(slot, eager, counts)
+        else:  # graph: real decode steps on a side stream, then the capture
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                eager()
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            slot.warm += 1
+            slot.reason = f"warming up: {slot.warm} of {self.warmup} eager steps before capture"
+            if slot.warm >= self.warmup and remaining > 1:  # a step is left to replay
+                self._capture(slot, eager, counts)
+
+    def _settle(self, slot: _Slot, mode: str, run: Callable[[], None], reason: str = "") -> None:
+        slot.mode, slot.run, slot.reason = mode, run, reason
+        if reason:
+            log.warning("MindSkip decode: eager decode steps (%s)", reason)
+
+    def _why_not(self, slot: _Slot) -> str:
+        """Why the step cannot be captured here ("" when it can)."""
+        if self.mode == "graph" and self.device.type != "cuda":
+            return f"graph capture needs a CUDA device, the model is on {self.device}"
+        if any(getattr(m, "_hf_hook", None) is not None for m in self.model.modules()):
+            return "accelerate dispatch hooks (device_map/offload) move weights per step"
+        if len({p.device for p in self.model.parameters()}) > 1:
+            return "the model spans several devices"
+        gathering = [
+            i
+            for i, m in enumerate(decoder_layers(self.model))
+            if isinstance(m, MindSkipLayer) and m.routing == "token" and not m.masked_decode
+        ]
+        if gathering:
+            return f"token-routed layers {gathering} gather rows (masked_decode=False): a sync"
+        from transformers.cache_utils import StaticLayer
+
+        kinds = sorted({type(layer).__name__ for layer in slot.cache.layers})
+        if any(type(layer) is not StaticLayer for layer in slot.cache.layers):
+            return f"cache layers {kinds} are not plain StaticLayer (sliding window?)"
+        return ""
+
+    def _compile(self, slot: _Slot, eager: Callable[[], None], counts: dict[str, int]) -> None:
+        kwargs: dict[str, Any] = {"backend": self.backend, "fullgraph": True, "dynamic": False}
+        if self.backend == "inductor" and self.compile_mode:
+            kwargs["mode"] = self.compile_mode
+        compiled = torch.compile(eager, **kwargs)
+        before = _graphs_compiled()
+        snapshot = _stats_snapshot(self.model)
+        try:
+            compiled()
+        except Exception as e:  # a model that does not trace: eager, and say why
+            _stats_restore(self.model, snapshot)
+            self._settle(slot, "eager", eager, f"torch.compile failed: {_brief(e)}")
+            eager()
+            return
+        counts["compiled"] += _graphs_compiled() - before
+        self._settle(slot, "compile", compiled)
+
+    def _capture(self, slot: _Slot, eager: Callable[[], None], counts: dict[str, int]) -> None:
+        """Capture one eager step (it does not run while captured) into a CUDA graph."""
+        graph = torch.cuda.CUDAGraph()
+        snapshot = _stats_snapshot(self.model)
+        try:
+            torch.cuda.synchronize(self.device)
+            with torch.cuda.graph(graph):
+                eager()
+        except Exception as e:  # a host sync or an allocation the graph cannot hold
+            torch.cuda.synchronize(self.device)
+            self._settle(slot, "eager", eager, f"CUDA graph capture failed: {_brief(e)}")
+            return
+        finally:
+            _stats_restore(self.model, snapshot)
+        counts["captured"] += 1
+        self._settle(slot, "graph", graph.replay)
+
+
+# ---------------------------------------------------------------------- the profiler
+@dataclass
+class _Graph:
+    """One captured step of the profiler's loop: static inputs in, static logits out."""
+
+    decisions: dict[int, Decision] = field(default_factory=dict)
+    warm: int = 0
+    graph: Any = None
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    logits: torch.Tensor | None = None
+
+
+class ProfileStep:
+    """The decode step of one variant for ``mindskip.profile``'s loop timer, captured.
+
+    Called like the model (``step(tok, use_cache=True, cache=cache, **extra)``) on the
+    profiler's pooled static cache, after its eager prefill. Per (cache, decision pattern):
+    ``warmup`` eager steps on a side stream, then one CUDA graph over the step, replayed
+    with the new token (and mask/positions) copied into its static inputs; it returns the
+    graph's static logits. The prefill's decisions are swapped for persistent ones
+    (:func:`persist_decisions`), so a reused cache keeps the graph valid. Without CUDA, or
+    where capture fails, it runs eagerly and logs why once (:attr:`reason`).
+    """
+
+    def __init__(self, model: nn.Module, cuda: bool, warmup: int = 2) -> None:
+        self.model, self.cuda, self.warmup = model, cuda, warmup
+        self.graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.reason = "" if cuda else "no CUDA device: eager decode steps"
+        if not cuda:
+            log.warning("MindSkip captured decode: %s", self.reason)
+
+    def __call__(self, input_ids: torch.Tensor, **kwargs: Any) -> Any:
+        cache = next((kwargs[k] for k in ("cache", "past_key_values") if k in kwargs), None)
+        if self.reason or cache is None:
+            return self.model(input_ids, **kwargs)
+        per_cache = self.graphs.setdefault(cache, {})
+        stored = getattr(cache, _DECISIONS_ATTR, None) or {}
+        pattern = tuple(sorted((i, int(d.rows.numel())) for i, d in stored.items()))
+        entry = per_cache.setdefault(pattern, _Graph())
+        persist_decisions(stored, entry.decisions, cache)
+        tensors = {"input_ids": input_ids}
+        tensors |= {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+        rest = {k: v for k, v in kwargs.items() if k not in tensors}
+        if entry.graph is None:
+            if entry.warm < self.warmup:
+                entry.warm += 1
+                return _on_side_stream(lambda: self.model(**tensors, **rest))
+            if not self._capture(entry, tensors, rest):
+                return self.model(**tensors, **rest)
+        for k, v in tensors.items():
+            entry.inputs[k].copy_(v)
+        entry.graph.replay()
+        return _Logits(entry.logits)
+
+    def _capture(self, entry: _Graph, tensors: dict, rest: dict) -> bool:
+        entry.inputs = {k: v.clone() for k, v in tensors.items()}
+        graph = torch.cuda.CUDAGraph()
+        snapshot = _stats_snapshot(self.model)
+        try:
+            torch.cuda.synchronize()
+            with torch.cuda.graph(graph):
+                entry.logits = self.model(**entry.inputs, **rest).logits
+        except Exception as e:
+            torch.cuda.synchronize()
+            self.reason = f"CUDA graph capture failed: {_brief(e)}"
+            log.warning("MindSkip captured decode: eager decode steps (%s)", self.reason)
+            return False
+        finally:
+            _stats_restore(self.model, snapshot)
+        entry.graph = graph
+        return True
+
+
+@dataclass
+class _Logits:
+    logits: torch.Tensor
+
+
+def profile_step(runner: Any, model: nn.Module) -> ProfileStep:
+    """``step(runner, model)`` of a ``mindskip.profile.timing.CacheKind``: one
+    :class:`ProfileStep` per variant, kept on the runner."""
+    steps = runner.__dict__.setdefault("_mindskip_captured", {})
+    step = steps.get(id(model))
+    if step is None:
+        step = steps[id(model)] = ProfileStep(model, cuda=bool(runner.cuda))
+    return step
+
+
+def register_profile_decoder(name: str = "captured") -> None:
+    """Add the ``captured`` cache kind to ``mindskip.profile`` (its decode seam,
+    ``timing.DECODERS``), unless the profiler has it already. Loop timer only."""
+    from .profile import config as profile_config
+    from .profile import timing
+
+    if name not in timing.DECODERS:
+        timing.DECODERS[name] = timing.CacheKind(
+            "static", timing.CachePolicy.REUSE, profile_step, None, traced=False
+        )
+    if name not in profile_config.CACHES:
+        profile_config.CACHES = (*profile_config.CACHES, name)
+
+
+def _on_side_stream(fn: Callable[[], Any]) -> Any:
+    """Warm-up steps before a capture run on a side stream (PyTorch's advice)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        out = fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mindskip.decode ARGS``: ``python -m mindskip.profile ARGS`` with the
+    ``captured`` cache kind (``--caches dynamic,captured --decode-timer loop``)."""
+    register_profile_decoder()
+    from .profile.__main__ import main as profile_main
+
+    return profile_main(argv)
+
+
+# ---------------------------------------------------------------------- helpers
+def persist_decisions(
+    new: dict[int, Decision], held: dict[int, Decision], cache: Any
+) -> tuple[tuple[int, int], ...]:
+    """Copy a prefill's sequence decisions (``new``) into the persistent ones (``held``,
+    filled on first use) and store those on ``cache``: the same objects and tensors at every
+    call, so a captured step (which reads their rows by address) and a compiled one (whose
+    guards see them) stay valid. Returns the pattern: ((layer, executing rows), ...)."""
+    for i, d in new.items():
+        mine = held.get(i)
+        if mine is None or mine.rows.numel() != d.rows.numel():
+            mine = held[i] = Decision(d.mask.clone(), d.rows.clone(), d.all, d.none)
+        elif mine is not d:
+            mine.mask.copy_(d.mask)
+            mine.rows.copy_(d.rows)
+        stored = getattr(cache, _DECISIONS_ATTR, None)
+        if stored is None or stored.get(i) is not mine:  # first use, or a prefill's own
+            _store_decision(cache, i, mine)
+    return tuple(sorted((i, int(d.rows.numel())) for i, d in new.items()))
+
+
+def cache_kwarg(model: nn.Module) -> str:
+    """transformers >= 5.2x calls the cache argument ``cache``; 5.17 ``past_key_values``."""
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _load_static(static: Any, dyn: Any, length: int) -> None:
+    """The prompt's keys and values (``dyn``, a DynamicCache) into ``static`` at 0..length.
+
+    A layer that every sequence skipped holds nothing in either. A layer that some skipped
+    holds its executing rows only, in both (the static layer is sized from the first copy).
+    """
+    for s, d in zip(static.layers, dyn.layers, strict=False):
+        keys = getattr(d, "keys", None)
+        if not getattr(d, "is_initialized", False) or keys is None or keys.numel() == 0:
+            continue
+        if not s.is_initialized:
+            s.lazy_initialization(keys, d.values)
+        if s.keys.shape[0] != keys.shape[0]:
+            raise RuntimeError(
+                f"static cache layer has {s.keys.shape[0]} rows, the prefill {keys.shape[0]}"
+            )
+        s.keys[:, :, :length].copy_(keys)
+        s.values[:, :, :length].copy_(d.values)
+        s.cumulative_length.fill_(length)
+
+
+def _stats_snapshot(model: nn.Module) -> list[tuple[MindSkipLayer, dict[str, Any]]]:
+    layers = [m for m in model.modules() if isinstance(m, MindSkipLayer)]
+    return [(m, {k: getattr(m, k) for k in _STATS}) for m in layers]
+
+
+def _stats_restore(model: nn.Module, snapshot: list[tuple[MindSkipLayer, dict[str, Any]]]):
+    """Statistics as before a capture or trace: tensors made while capturing are not real."""
+    for m, values in snapshot:
+        for k, v in values.items():
+            setattr(m, k, v)
+
+
+def _graphs_compiled() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _raise_recompile_limits(at_least: int) -> None:
+    """One compiled step per slot shares one code object: allow that many entries."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("cache_size_limit", "recompile_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), at_least))
+
+
+def _brief(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .sources import resolve_model_source as resolve_model_source  # re-exported
 
 _DTYPES = {
     "float32": torch.float32,
@@ -30,22 +31,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
     except KeyError:
         known = sorted(_DTYPES)
         raise ValueError(f"unknown dtype {dtype!r}; use one of {known} or 'auto'") from None
-
-
-def resolve_model_source(source: str | Path, assets_dir: str | Path = "results/assets") -> str:
-    """``"embedded"`` becomes the converted SmolLM2 folder listed in the assets manifest."""
-    if str(source) != "embedded":
-        return str(source)
-    manifest = Path(assets_dir) / "manifest.json"
-    if not manifest.exists():
-        raise FileNotFoundError(
-            f"{manifest} is missing: build the embedded assets first "
-            "(`python -m mindskip.data prepare --out results/assets`)"
-        )
-    for asset in json.loads(manifest.read_text())["assets"]:
-        if asset["kind"] == "model":
-            return asset["path"]
-    raise FileNotFoundError(f"{manifest} lists no model (was it prepared with --no-model?)")
 
 
 def pick_device(device: str = "auto") -> str:

@@ -106,6 +106,25 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, path, value, message):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("meta-llama/No-Such-Model", r"not in the local cache.*HF_HUB_OFFLINE"),
+        ("./no/such/folder", r"holds no config.json"),
+    ],
+)
+def test_a_model_no_job_could_load_stops_the_workflow_before_any_job(tmp_path, source, message):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["model"]["source"] = source
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("--cores", "1", "--configfile", str(path), cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), proc.stderr[-2000:]
+    assert "rule prepare_assets" not in proc.stdout + proc.stderr  # no job started
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     """The whole rule graph on the smoke config (real SmolLM2, real tasks, tiny limits)."""

@@ -2,17 +2,30 @@
 # What a run or a method is lives in mindskip.plan (one place); rules only look it up.
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from mindskip.plan import NATIVE, canonical, plan
 from mindskip.report import FIGURES, TABLES
 from mindskip.schema import SCHEMA_PATH
+from mindskip.sources import ModelSourceError, check_model_source
 
 
 validate(config, str(SCHEMA_PATH))
 config.update(canonical(dict(config)))
 
 PLAN = plan(config)
+
+
+def check_source_or_stop() -> None:
+    """Called by ``onstart`` (not on dry runs): stop before any job starts when no job
+    could load the model, with the reason in one line."""
+    try:
+        check_model_source(config["model"]["source"])
+    except ModelSourceError as e:
+        logger.error(f"mindskip: {e}")
+        raise WorkflowError(str(e)) from None
 PATHS = PLAN.paths
 MODEL = PATHS.model
 SUITE = PATHS.suite

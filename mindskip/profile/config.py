@@ -15,7 +15,7 @@ from ..config import UNITS, MindSkipConfig
 
 # Cache kinds of decode regimes. A new decode path (e.g. CUDA-graph capture) adds its name
 # here and its :class:`mindskip.profile.timing.CacheKind` to ``timing.DECODERS``.
-CACHES = ("dynamic", "static", "compiled")
+CACHES = ("dynamic", "static", "compiled", "captured")
 TIMERS = ("generate", "loop")
 PROMPT_SUFFIXES = (".jsonl", ".json", ".pt")
 

@@ -82,12 +82,20 @@ def _compiled_generate(runner: Runner, gen: Any) -> None:
     gen.compile_config._compile_all_devices = True
 
 
+def _captured_step(runner: Any, model: nn.Module) -> Callable:
+    """The decode step in a CUDA graph (:mod:`mindskip.decode`); eager on the CPU."""
+    from ..decode import profile_step
+
+    return profile_step(runner, model)
+
+
 DECODERS: dict[str, CacheKind] = {
     "dynamic": CacheKind("dynamic", CachePolicy.FRESH, _eager_step, _eager_generate),
     "static": CacheKind("static", CachePolicy.FRESH, _eager_step, _eager_generate),
     "compiled": CacheKind(
         "static", CachePolicy.REUSE, _compiled_step, _compiled_generate, traced=False
     ),
+    "captured": CacheKind("static", CachePolicy.REUSE, _captured_step, None, traced=False),
 }
 
 

@@ -1,6 +1,6 @@
 """The paper's six claims as data, and the comparisons of a run that test them.
 
-Each claim (``/work/shared/paper/CLAIMS.md``, numbered as there) is tested by one or
+Each claim (``resources/paper/CLAIMS.md``, numbered as there) is tested by one or
 more :class:`Comparison` rows: method A against method B, each paired on a reference
 run (dense unless said), on one metric, in one direction. Which metric decides:
 

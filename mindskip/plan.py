@@ -28,7 +28,7 @@ NATIVE = "native"
 KINDS = ("dense", "lora", "router", "static", "random", "pattern")
 CANDIDATES = ("routed", "all")
 # Settings of a router entry that do not change the trained routers.
-_NOT_IDENTITY = ("sweep",)
+_NOT_IDENTITY = ("sweep", "ratios", "sweep_baselines")
 
 
 def fmt_ratio(r: float | str) -> str:
@@ -70,12 +70,15 @@ class Run:
     unit: str
     routing: str
     num_routed: int
-    sweep: bool
+    ratios: tuple[str, ...]  # the ratios it is calibrated to (its own, else the sweep's)
+    baselines: bool  # random skipping and its own pattern at those ratios
     lora: str | None  # the LoraRun slug the routers are tuned on top of
     entry: dict[str, Any] = field(hash=False, compare=False)
 
     @classmethod
-    def of(cls, entry: Mapping[str, Any], lora: LoraRun | None = None) -> Run:
+    def of(
+        cls, entry: Mapping[str, Any], sweep: tuple[str, ...] = (), lora: LoraRun | None = None
+    ) -> Run:
         ident = {k: v for k, v in entry.items() if k not in _NOT_IDENTITY}
         if lora is not None:
             ident["lora"] = lora.entry
@@ -90,10 +93,17 @@ class Run:
             unit=entry["unit"],
             routing=entry["routing"],
             num_routed=int(entry["num_routed"]),
-            sweep=bool(entry.get("sweep", False)),
+            ratios=_run_ratios(entry, sweep),
+            baselines=bool(entry.get("sweep_baselines", True)),
             lora=None if lora is None else lora.slug,
             entry=dict(entry),
         )
+
+
+def _run_ratios(entry: Mapping[str, Any], sweep: tuple[str, ...]) -> tuple[str, ...]:
+    if entry.get("ratios") is not None:
+        return tuple(fmt_ratio(r) for r in entry["ratios"])
+    return sweep if entry.get("sweep", False) else ()
 
 
 @dataclass(frozen=True)
@@ -202,7 +212,7 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
         out[r.slug] = Method(
             r.slug, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora
         )
-    swept = [r for r in runs.values() if r.sweep]
+    swept = [r for r in runs.values() if r.ratios]
     for unit in b["static_units"]:
         for cand in b["static_candidates"]:
             if cand == "all":
@@ -212,7 +222,7 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
             for n in sorted({r.num_routed for r in swept}) if cand == "routed" else []:
                 name = f"drop-{unit}-n{n}"
                 out[name] = Method(name, "static", unit, candidates=cand, num_routed=n)
-    for r in swept:
+    for r in (r for r in swept if r.baselines):
         for s in b["random_seeds"]:
             name = f"random{s}-{r.slug}"
             out[name] = Method(name, "random", r.unit, run=r.slug, seed=int(s), lora=r.lora)
@@ -223,13 +233,15 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
 
 
 def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str, Run]):
+    """Every method natively where it has a native form; static drop at every swept ratio;
+    a run and what derives from it at that run's ratios."""
     ratios = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
-    swept = {r.slug for r in runs.values() if r.sweep}
     evals = [(n, NATIVE) for n, m in methods.items() if m.kind in ("dense", "lora", "router")]
-    for ratio in ratios:
-        for n, m in methods.items():
-            if m.kind == "static" or (m.run in swept and m.kind != "lora"):
-                evals.append((n, ratio))
+    for n, m in methods.items():
+        if m.kind == "static":
+            evals += [(n, r) for r in ratios]
+        elif m.kind != "lora" and m.run in runs:
+            evals += [(n, r) for r in runs[m.run].ratios]
     prof = config["profile"]
     chosen = ratios if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
     profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router"]
@@ -256,7 +268,8 @@ def plan(config: Mapping[str, Any]) -> Plan:
                 f"config 'routers' entry {i}: lora {lora_name!r} is not the name of a 'lora' "
                 f"entry (known: {sorted(k for k in lora_names if k)})"
             )
-        run = Run.of(entry, loras[lora_names[lora_name]] if lora_name else None)
+        sweep = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
+        run = Run.of(entry, sweep, loras[lora_names[lora_name]] if lora_name else None)
         if run.slug in runs:
             raise ValueError(
                 f"config 'routers' entries {list(runs).index(run.slug)} and {i} are the same "

@@ -155,3 +155,15 @@ def test_resolve_reads_each_kind_from_its_files(tmp_path):
 
 def cap() -> dict[str, float]:
     return {"1": 1.0, "2": 0.1, "3": 0.8, "4": 0.1}
+
+
+def test_a_run_with_its_own_ratios_and_no_baselines():
+    config = _config()
+    extra = {**config["routers"][0], "unit": "mlp", "sweep": False, "ratios": [0.25]}
+    config["routers"].append(extra | {"sweep_baselines": False})
+    p = plan(config)
+    mlp = next(r for r in p.runs.values() if r.unit == "mlp")
+    assert mlp.ratios == ("0.250",)
+    jobs = {(m, r) for m, r in p.eval_jobs if m == mlp.slug or mlp.slug in m}
+    assert jobs == {(mlp.slug, "native"), (mlp.slug, "0.250")}
+    assert "drop-attn-n16" in p.methods and "drop-mlp-n16" not in p.methods  # units: attn

@@ -1,4 +1,10 @@
-"""The router, the straight-through gate, and masked pooling."""
+"""The router, the straight-through gate, and masked pooling.
+
+Numerics: pooling and the router always run in float32 with autocast switched off, whatever
+the model's dtype or an enclosing ``torch.autocast``. A sequence therefore gets the same
+score (bit for bit, for the same hidden states) in training, validation, calibration and
+evaluation, and a score near tau is never flipped by bf16 rounding of the router itself.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,17 @@ import torch
 from torch import nn
 
 
+def _no_autocast(device: torch.device):
+    """Switch autocast off on ``device`` (CPU, CUDA, ...) for the enclosed block."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 class Router(nn.Module):
     """``Linear(hidden, 1, bias=False)``, zero-initialised so that sigmoid(0) = 0.5 >= tau.
 
-    The tuned model therefore starts as the dense model. The router keeps float32
-    weights and reads its input in float32, whatever the model's dtype.
+    The tuned model therefore starts as the dense model (training may move the start away
+    from tau before the first step: :func:`mindskip.train.init_routers`). The router keeps
+    float32 weights and computes in float32 with autocast off, whatever the model's dtype.
     """
 
     def __init__(self, hidden_size: int, device: torch.device | None = None) -> None:
@@ -20,22 +32,32 @@ class Router(nn.Module):
         self.proj = nn.Linear(hidden_size, 1, bias=False, device=device, dtype=torch.float32)
         nn.init.zeros_(self.proj.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores in (0, 1), with the last (hidden) dimension reduced away."""
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid scores (float32), with the last (hidden) dimension reduced away."""
         w = self.proj.weight
-        return torch.sigmoid(nn.functional.linear(x.to(w.dtype), w)).squeeze(-1)
+        with _no_autocast(x.device):
+            return nn.functional.linear(x.to(w.dtype), w).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores in (0, 1) (float32), with the last (hidden) dimension reduced away."""
+        with _no_autocast(x.device):
+            return torch.sigmoid(self.logits(x))
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``x`` (B, T, H) over real tokens; ``mask`` (B, T) is 1 for real tokens.
+    """Mean of ``x`` (B, T, H) over real tokens, in float32; ``mask`` (B, T) is 1 for real
+    tokens.
 
     Padding never enters the mean, so a sequence pools to the same vector at any batch
-    size or padding side. A row with no real token pools to zeros.
+    size or padding side. A row with no real token pools to zeros. The sum runs in float32
+    (autocast off) for every input dtype, and the result is float32.
     """
-    if mask is None:
-        return x.mean(dim=1)
-    m = mask.to(x.dtype).unsqueeze(-1)
-    return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+    with _no_autocast(x.device):
+        x = x.float()
+        if mask is None:
+            return x.mean(dim=1)
+        m = mask.to(torch.float32).unsqueeze(-1)
+        return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
 
 def straight_through_gate(scores: torch.Tensor, tau: float) -> torch.Tensor:

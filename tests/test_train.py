@@ -1,5 +1,8 @@
 """Router-Tuning: only routers move, the capacity penalty works, labels cover the response
-only, metrics are complete, runs are deterministic. Tiny random models, offline tokenizer."""
+only, metrics are complete, runs are deterministic. Tiny random models, offline tokenizer.
+
+``train_routers`` takes its training and validation records from the caller (the held-out
+split is :func:`mindskip.data.split.split_records`); here the last 8 records validate."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from mindskip.train import (
     TrainConfig,
     encode_record,
     format_record,
-    split_records,
+    records_sha256,
     train_routers,
 )
 
@@ -71,7 +74,7 @@ def make_records(n: int, seed: int = 0) -> list[dict[str, str]]:
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
 
-FAST = dict(global_batch=8, micro_batch=4, max_length=48, val_count=8, progress=False)
+FAST = dict(global_batch=8, micro_batch=4, max_length=48, progress=False)
 
 
 def test_label_mask_is_response_only():
@@ -113,14 +116,12 @@ def test_plain_template_without_chat_template():
     assert labelled[-1] == tok.eos_token_id
 
 
-def test_split_is_seeded_and_disjoint():
-    recs = make_records(50)
-    a = split_records(recs, 0.2, seed=3)
-    assert a == split_records(recs, 0.2, seed=3)
-    assert len(a[1]) == 10 and len(a[0]) == 40
-    assert (
-        split_records(recs, 0.2, val_count=5, seed=3)[1] != split_records(recs, 0.2, seed=4)[1][:5]
-    )
+def test_trains_on_the_records_it_is_given(tmp_path):
+    recs = make_records(40)
+    _, _, m = _train(tmp_path, MindSkipConfig(num_routed=4), "given")
+    assert m["data"]["sha256"] == records_sha256(recs[:32])
+    assert m["data"]["val_sha256"] == records_sha256(recs[32:])
+    assert m["data"]["train_records"] == 32 and m["data"]["val_records"] == 8
 
 
 def _train(tmp_path, cfg: MindSkipConfig, name: str, **train_kwargs):
@@ -128,7 +129,8 @@ def _train(tmp_path, cfg: MindSkipConfig, name: str, **train_kwargs):
     apply_mindskip(model, cfg)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     tc = TrainConfig(**{**FAST, "lr": 1e-2, **train_kwargs})
-    metrics = train_routers(model, make_tokenizer(), make_records(40), cfg, tc, tmp_path / name)
+    recs = make_records(40)
+    metrics = train_routers(model, make_tokenizer(), recs[:32], recs[32:], cfg, tc, tmp_path / name)
     return model, before, metrics
 
 
@@ -163,12 +165,35 @@ def test_only_routers_move_and_metrics_complete(tmp_path):
         "versions",
         "data",
         "routers_sha256",
+        "objective",
+        "penalty",
+        "init",
+        "provenance",
+        "response_tokens_seen",
+        "min_capacity_after_warmup",
     ):
         assert key in on_disk, key
     assert len(on_disk["loss_curve"]) == on_disk["optimizer_steps"] == 4  # 32 train / 8
     assert set(on_disk["log"][0]["capacity_per_layer"]) == {"1", "2", "3", "4"}
-    for key in ("ppl_dense", "ppl_routed", "capacity", "capacity_per_layer"):
+    for key in (
+        "ppl_dense",
+        "ppl_routed",
+        "capacity",
+        "capacity_per_layer",
+        "logit_margin",
+        "dynamic_share",
+        "dynamic_share_per_layer",
+        "kl_to_dense",
+    ):
         assert key in on_disk["val"], key
+    for entry in on_disk["log"]:
+        for key in ("step", "lr", "loss", "lm_loss", "capacity_loss", "capacity", "grad_norm"):
+            assert key in entry, key
+    per = on_disk["val"]["capacity_per_layer"]
+    assert on_disk["val"]["dynamic_share_per_layer"] == {k: min(c, 1 - c) for k, c in per.items()}
+    assert on_disk["objective"] == "lm" and on_disk["penalty"] == "global"
+    assert on_disk["init"]["init"] == TrainConfig().init
+    assert set(on_disk["provenance"]) >= {"versions", "environment", "seed"}
     assert on_disk["val"]["sequences"] == 8
     assert set(on_disk["versions"]) >= {"torch", "transformers", "mindskip"}
     assert on_disk["data"]["train_examples"] == 32 and len(on_disk["data"]["sha256"]) == 64
@@ -205,7 +230,7 @@ def test_relu_target_penalises_only_capacity_above_target(tmp_path):
         assert torch.equal(layer.router.proj.weight, mindskip_layers(capped)[i].router.proj.weight)
     # a target below the capacity: the term is lambda * (capacity - target) and pushes down
     cfg = MindSkipConfig(num_routed=4, capacity_lambda=5.0, capacity_target=0.5)
-    _, _, m = _train(tmp_path, cfg, "target", epochs=3)
+    _, _, m = _train(tmp_path, cfg, "target", epochs=3, init_spread=0.0)  # starts fully dense
     first = m["log"][0]
     assert first["capacity"] == 1.0 and first["capacity_loss"] == pytest.approx(5.0 * 0.5)
     assert m["val"]["capacity"] < 0.9
@@ -243,6 +268,7 @@ def test_existing_routers_must_match_config():
             model,
             make_tokenizer(),
             make_records(8),
+            make_records(2),
             MindSkipConfig(num_routed=2),
             TrainConfig(**FAST),
         )
@@ -255,6 +281,17 @@ def test_train_config_validation():
         TrainConfig(schedule="step")
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"learning_rate": 1.0})
+    for field, bad in (
+        ("objective", "mse"),
+        ("penalty", "sum"),
+        ("init", "random"),
+        ("init_margin", -1.0),
+        ("penalty_warmup_ratio", 1.0),
+        ("distill_chunk", 0),
+    ):
+        with pytest.raises(ValueError, match=field):
+            TrainConfig(**{field: bad})
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
 
 
 def test_lora_with_routers(tmp_path):
@@ -269,6 +306,7 @@ def test_lora_with_routers(tmp_path):
         assert torch.equal(new, old) or ".router." in name, name
     assert m["trainable_parameters"] > m["router_parameters"]
     assert (tmp_path / "lora" / "lora.safetensors").is_file()
+    assert m["lora"]["mode"] == "joint" and len(m["lora"]["sha256"]) == 64
 
 
 def test_routed_validation_matches_training_forward(tmp_path):
@@ -282,14 +320,14 @@ def test_routed_validation_matches_training_forward(tmp_path):
     randomise_routers(model, scale=30.0)
     tok = make_tokenizer()
     examples = [encode_record(tok, r, 48) for r in make_records(8)]
-    got = evaluate(model, examples, 0, batch_size=8)
+    got = evaluate(model, examples, tok, batch_size=8)
     assert 0.0 < got["capacity"] < 1.0  # some sequences skip
     model.train()
     loss, n = lm_loss_sum(
-        model, collate(sorted(examples, key=lambda e: len(e["input_ids"])), 0, "cpu")
+        model, collate(sorted(examples, key=lambda e: len(e["input_ids"])), tok, "cpu")
     )
     assert all(layer.last_gate is not None for layer in mindskip_layers(model).values())
-    assert got["nll_per_token"] == pytest.approx(float(loss) / n, rel=1e-5)
+    assert got["nll_per_token"] == pytest.approx(float(loss.detach()) / n, rel=1e-5)
 
 
 def test_benchmark_training_cost_runs_both_modes():

@@ -1,5 +1,7 @@
-"""``python -m mindskip.data prepare --out results/assets`` (build the embedded assets) and
-``python -m mindskip.data smoke --out results/assets --tasks bb_physics`` (score a few items).
+"""``python -m mindskip.data prepare --out results/assets`` (build the embedded assets),
+``python -m mindskip.data smoke --out results/assets --tasks bb_physics`` (score a few items)
+and ``python -m mindskip.data generate --out results/assets/train/generated.jsonl``
+(answer held-out prompts with the dense model: :func:`mindskip.data.generate.generate_responses`).
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--num-fewshot", type=int, default=None)
 
+    _generate_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.cmd == "prepare":
+    if args.cmd == "generate":
+        print(json.dumps(_generate(args), indent=2))
+    elif args.cmd == "prepare":
         manifest = prepare_assets(
             args.out,
             eval_tasks=args.tasks,
@@ -85,6 +90,61 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(scores, indent=2))
     return 0
+
+
+def _generate_parser(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="answer held-out training prompts with the dense model (a cached step)",
+        description="Takes a part of the held-out split (mindskip.data.split.split_records) "
+        "of a training source and writes the model's greedy answers as Alpaca JSONL, with a "
+        "<stem>.manifest.json sidecar; does nothing when the sidecar already matches.",
+    )
+    g.add_argument("--out", type=Path, required=True, help="output JSONL")
+    g.add_argument("--assets", type=Path, default=Path("results/assets"))
+    g.add_argument("--model", default="embedded", help="embedded, a local folder or a hub id")
+    g.add_argument("--dtype", default="float32")
+    g.add_argument("--source", default="embedded", help="training records (as in datasets:)")
+    g.add_argument("--part", choices=["train", "validation", "all"], default="train")
+    g.add_argument("--calibration", type=int, default=64, help="split: calibration records")
+    g.add_argument("--validation", type=int, default=64, help="split: validation records")
+    g.add_argument("--max-samples", type=int, default=None, help="split: training records")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--max-prompt-tokens", type=int, default=256)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--threads", type=int, default=None)
+
+
+def _generate(args: argparse.Namespace) -> dict:
+    from ..modeling import load_model, resolve_model_source
+    from ..provenance import set_threads
+    from .generate import generate_responses
+    from .instructions import training_records
+    from .split import split_records
+
+    set_threads(args.threads)
+    records = training_records(args.source, args.assets)
+    if args.part != "all":
+        split = split_records(
+            records,
+            calibration=args.calibration,
+            validation=args.validation,
+            seed=args.seed,
+            max_samples=args.max_samples,
+        )
+        records = split.train if args.part == "train" else split.validation
+    model, tok = load_model(resolve_model_source(args.model, args.assets), args.dtype)
+    meta = generate_responses(
+        model,
+        tok,
+        records,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
+        batch_size=args.batch_size,
+        out_path=args.out,
+    )
+    return {k: v for k, v in meta.items() if k != "provenance"}
 
 
 if __name__ == "__main__":

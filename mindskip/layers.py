@@ -79,9 +79,11 @@ class MindSkipLayer(GradientCheckpointingLayer):
         self.routing = routing
         self.threshold = threshold
         self.context = context
-        device = next(layer.parameters()).device
-        self.router = Router(hidden_size, device=device)
+        self.router = Router(hidden_size, device=execution_device(layer))
         self.full_compute_in_training = True
+        # token routing, one token per sequence: compute every row and select (no host
+        # sync, capturable); False: gather the executing rows (see _run_masked)
+        self.masked_decode = True
         self.force: Force = None
         self.reset_stats()
 
@@ -145,6 +147,15 @@ class MindSkipLayer(GradientCheckpointingLayer):
     def _decide(self, h: torch.Tensor, cache: Any) -> tuple[Decision, torch.Tensor | None]:
         """A new decision for ``h`` (the unit's normed input), and the straight-through
         gate when training."""
+        exec_, gate = self._decide_mask(h)
+        decision = Decision.of(exec_)
+        if self.routing == "sequence" and cache is not None:
+            _store_decision(cache, self.layer_idx, decision)
+        return decision, gate
+
+    def _decide_mask(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The execute mask for ``h`` (recorded in the statistics, no host sync) and the
+        straight-through gate when training."""
         batch, length, _ = h.shape
         token_mask = self.context.token_mask(batch, length, h.device)
         if self.routing == "sequence":
@@ -171,13 +182,15 @@ class MindSkipLayer(GradientCheckpointingLayer):
                 gate = straight_through_gate(scores, self.threshold)
         self.last_gate = gate
         self._record(exec_, weight, scores)
-        decision = Decision.of(exec_.detach())
-        if self.routing == "sequence" and cache is not None:
-            _store_decision(cache, self.layer_idx, decision)
-        return decision, gate
+        return exec_.detach(), gate
 
     # ------------------------------------------------------------------ forward
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return with_accelerate_hook(self.layer, self._routed_forward, hidden_states, args, kwargs)
+
+    def _routed_forward(
+        self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         if args:
             raise TypeError("MindSkipLayer takes hidden_states positionally, the rest by keyword")
         cache = next((kwargs[k] for k in _CACHE_KEYS if kwargs.get(k) is not None), None)
@@ -201,6 +214,9 @@ class MindSkipLayer(GradientCheckpointingLayer):
             return self._run_sequences(x, norm(x.index_select(0, rows)), rows, kwargs)
 
         h = norm(x)
+        if self.routing == "token" and x.shape[1] == 1 and self.masked_decode:
+            if not (self.training and torch.is_grad_enabled()):
+                return self._run_masked(x, h, self._decide_mask(h)[0], kwargs)
         decision, gate = self._decide(h, cache)
         if gate is not None and self.full_compute_in_training:
             return self._gated_full(x, h, gate, kwargs)
@@ -212,6 +228,24 @@ class MindSkipLayer(GradientCheckpointingLayer):
             return self._skip_all(x)
         rows = decision.rows
         return self._run_sequences(x, h.index_select(0, rows), rows, kwargs)
+
+    def _run_masked(
+        self, x: torch.Tensor, h: torch.Tensor, exec_: torch.Tensor, kwargs: dict
+    ) -> torch.Tensor:
+        """Token routing with one token per sequence (a decode step): every row computes the
+        unit and ``exec_`` (B, 1) selects, so no host sync is needed (the gathering path
+        needs two per layer: the executing rows and their count) and the step has fixed
+        shapes (CUDA graphs). Keys and values are cached for every token, as on the
+        gathering path. The cost: rows that skip are computed too (cheap at decode, where
+        the weights are read once for all rows), and a step where no row executes still
+        reads the unit's weights; set ``masked_decode = False`` to gather instead."""
+        m = exec_.view(-1, 1, 1)
+        if self.unit == "mlp":
+            return torch.where(m, x + self.layer.mlp(h), x)
+        x_attn = x + self._attn(h, kwargs)
+        if self.unit == "attn":
+            return self._mlp_tail(torch.where(m, x_attn, x))
+        return torch.where(m, self._mlp_tail(x_attn), x)
 
     def _skip_all(self, x: torch.Tensor) -> torch.Tensor:
         """No row executes the unit: what is left of the layer."""
@@ -271,6 +305,40 @@ class MindSkipLayer(GradientCheckpointingLayer):
         return x.reshape(-1, hidden).index_copy(0, flat, out).view(batch, length, hidden)
 
 
+def execution_device(layer: nn.Module) -> torch.device:
+    """Where ``layer`` computes: its accelerate hook's execution device when it was
+    dispatched (``device_map``; its weights may sit on ``meta`` when offloaded), else the
+    device of its weights."""
+    for hook in _hooks(getattr(layer, "_hf_hook", None)):
+        device = getattr(hook, "execution_device", None)
+        if device is not None:
+            return torch.device(device)
+    return next(layer.parameters()).device
+
+
+def _hooks(hook: Any) -> list[Any]:
+    if hook is None:
+        return []
+    return list(getattr(hook, "hooks", None) or [hook])  # accelerate's SequentialHook
+
+
+def with_accelerate_hook(
+    layer: nn.Module, forward: Callable[..., Any], hidden_states: Any, args: tuple, kwargs: dict
+) -> Any:
+    """Call ``forward`` the way accelerate's hook on ``layer`` would call ``layer.forward``.
+
+    ``device_map`` dispatch (``"auto"``, multi-GPU, CPU or disk offload) puts a hook on each
+    decoder layer: before the forward it moves the inputs to the layer's device and loads
+    offloaded weights, after it offloads them again. A wrapper that calls the layer's
+    sublayers directly bypasses that hook, so it runs the hook's two halves itself.
+    """
+    hook = getattr(layer, "_hf_hook", None)
+    if hook is None:
+        return forward(hidden_states, *args, **kwargs)
+    args, kwargs = hook.pre_forward(layer, hidden_states, *args, **kwargs)
+    return hook.post_forward(layer, forward(*args, **kwargs))
+
+
 def _store_decision(cache: Any, layer_idx: int, decision: Decision) -> None:
     stored = getattr(cache, _DECISIONS_ATTR, None)
     if stored is None:
@@ -297,6 +365,8 @@ def _guard_reordering(cache: Any, stored: dict[int, Decision]) -> None:
     for name in ("reset", "crop"):
         if getattr(cache, name, None) is not None:
             setattr(cache, name, clear_then(getattr(cache, name)))
+    if getattr(cache, "reset", None) is not None:
+        cache.reset = _dropping_dynamic_layers(cache, cache.reset)
     for name in ("reorder_cache", "batch_select_indices", "batch_repeat_interleave"):
         original = getattr(cache, name, None)
         if original is None:
@@ -311,6 +381,26 @@ def _guard_reordering(cache: Any, stored: dict[int, Decision]) -> None:
             return _original(*a, **k)
 
         setattr(cache, name, guarded)
+
+
+def _dropping_dynamic_layers(cache: Any, reset: Callable) -> Callable:
+    """``reset`` that also empties the cache's dynamic layers, as transformers >= 5.2x does.
+
+    transformers 5.17's ``DynamicLayer.reset()`` zeroes its tensors but keeps their length,
+    so the next prompt is appended after the old one. A stock model hides that (it attends
+    to zeros); here, a layer that the old prompt skipped (no KV) and the new one executes
+    would hold fewer positions than layer 0 and the mask.
+    """
+
+    def wrapped(*a: Any, **k: Any):
+        out = reset(*a, **k)
+        for layer in getattr(cache, "layers", ()):
+            if type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", 0):
+                layer.keys = layer.values = None
+                layer.is_initialized = False
+        return out
+
+    return wrapped
 
 
 def _gather_kwargs(kwargs: dict, idx: torch.Tensor, batch: int) -> dict:

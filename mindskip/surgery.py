@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .config import ConfigError, MindSkipConfig
-from .layers import Force, MindSkipLayer
+from .layers import Force, MindSkipLayer, with_accelerate_hook
 from .routing import RoutingContext
 
 ROUTERS_FILE = "routers.safetensors"
@@ -189,10 +189,17 @@ def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
     file = path / ROUTERS_FILE
     if not file.exists():
         raise RouterFileError(f"no {ROUTERS_FILE} in {path}")
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(file), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise RouterFileError(
+            f"{file} is truncated or corrupt ({e}); delete it and rerun the router-tuning "
+            "step that wrote it (with Snakemake: rerun the workflow, it remakes the file)"
+        ) from e
     expected = _fingerprint(model)
     for key, want in expected.items():
         if meta.get(key) != want:
@@ -213,7 +220,6 @@ def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
         apply_mindskip(model, saved)
     if saved.layer_thresholds:
         set_thresholds(model, dict(saved.layer_thresholds))
-    tensors = load_file(str(file))
     layers = mindskip_layers(model)
     wanted = {f"layers.{i}.router.weight" for i in layers}
     if set(tensors) != wanted:
@@ -334,6 +340,9 @@ class PrunedLayer(nn.Module):
         self.unit = unit
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return with_accelerate_hook(self.layer, self._pruned_forward, hidden_states, args, kwargs)
+
+    def _pruned_forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):
         x = hidden_states
         layer = self.layer
         if self.unit == "block":
@@ -355,3 +364,76 @@ def remove_sublayers(model: nn.Module, layers: list[int] | tuple[int, ...], unit
             raise ValueError(f"layer {i} is already wrapped")
         stack[i] = PrunedLayer(stack[i], unit)
     return model
+
+
+# ---------------------------------------------------------------------- cache rows
+def select_cache_rows(model: nn.Module, cache: Any, index: torch.Tensor | list[int]) -> Any:
+    """A new ``DynamicCache`` whose row ``r`` is row ``index[r]`` of ``cache``, with the
+    MindSkip sequence decisions stored on ``cache`` selected the same way.
+
+    Repeating rows expands a prefilled prompt to one row per continuation (shared-prefix
+    scoring); a subset keeps some rows. A layer that some sequences skipped holds only its
+    executing rows, in batch order; those rows are mapped through the stored decision, so
+    the cache rows and the decisions of the new cache stay consistent, and a row that
+    skipped a layer at prefill still skips it. ``cache`` itself is left unchanged.
+    """
+    from transformers import DynamicCache
+
+    from .layers import _DECISIONS_ATTR, Decision, _store_decision
+
+    if type(cache) is not DynamicCache or getattr(cache, "offloading", False):
+        raise TypeError(f"select_cache_rows needs a DynamicCache (no offloading), got {cache!r}")
+    stored = getattr(cache, _DECISIONS_ATTR, None) or {}
+    units = {i: layer.unit for i, layer in mindskip_layers(model).items()} if stored else {}
+    batch = _cache_batch(cache, stored)
+    index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= batch):
+        raise IndexError(f"row index {index.tolist()} out of range for a cache of {batch} rows")
+    new = DynamicCache()
+    new.layer_class_to_replicate = cache.layer_class_to_replicate
+    layers = []
+    for i, layer in enumerate(cache.layers):
+        decision = stored.get(i)
+        rows, have = index, batch
+        if decision is not None:
+            mask = decision.mask
+            picked = mask[index.to(mask.device)]
+            if units.get(i) in ("attn", "block"):  # compacted: executing rows only
+                compact = mask.long().cumsum(0) - 1
+                rows, have = compact[index.to(mask.device)][picked], int(decision.rows.numel())
+            _store_decision(new, i, Decision.of(picked))
+        layers.append(_select_layer_rows(layer, rows, have, i))
+    new.layers = layers
+    return new
+
+
+def _cache_batch(cache: Any, stored: Mapping[int, Any]) -> int:
+    for decision in stored.values():
+        return int(decision.mask.shape[0])
+    for layer in cache.layers:
+        keys = getattr(layer, "keys", None)
+        if getattr(layer, "is_initialized", False) and keys is not None and keys.numel():
+            return int(keys.shape[0])
+    raise ValueError("the cache holds no rows (run a prefill first)")
+
+
+def _select_layer_rows(layer: Any, rows: torch.Tensor, have: int, layer_idx: int) -> Any:
+    import copy
+
+    new = copy.copy(layer)
+    keys = getattr(layer, "keys", None)
+    if not getattr(layer, "is_initialized", False) or keys is None or keys.numel() == 0:
+        return new
+    if keys.shape[0] != have:
+        raise RuntimeError(
+            f"cache layer {layer_idx} holds {keys.shape[0]} rows, but its stored decision "
+            f"says {have} rows executed; the cache and its decisions are out of step"
+        )
+    if rows.numel() == 0:
+        new.keys = new.values = None
+        new.is_initialized = False
+        return new
+    rows = rows.to(keys.device)
+    new.keys = keys.index_select(0, rows)
+    new.values = layer.values.index_select(0, rows)
+    return new

@@ -68,9 +68,11 @@ def run_evaluation(
     dtype: str = "auto",
     device: str = "cpu",
     seed: int | None = None,
+    route_on: str = "prompt",
 ):
     """Check ``suite`` (fails before loading anything), load ``model`` (and ``routers``,
-    a folder written by ``mindskip.save_routers``), evaluate, write into ``out_dir``."""
+    a folder written by ``mindskip.save_routers``), evaluate, write into ``out_dir``.
+    ``route_on``: see :func:`~mindskip.evaluate.runner.evaluate_model`."""
     check_suite_available(suite)
     from mindskip import load_routers
     from mindskip.modeling import load_model
@@ -92,6 +94,7 @@ def run_evaluation(
         batch_size=batch_size,
         seed=seed,
         model_id=str(model),
+        route_on=route_on,
     )
 
 
@@ -118,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--route-on",
+        default="prompt",
+        choices=["prompt", "request"],
+        help="decide routing on the shared prompt (one prefill per item) or per request",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -152,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dtype=a.dtype,
         device=a.device,
         seed=a.seed,
+        route_on=a.route_on,
     )
-    cols = ("task", "metric", "value", "stderr", "n", "num_fewshot", "chance", "wall_s")
+    cols = ("task", "metric", "value", "stderr", "n", "num_fewshot", "chance", "route_on", "wall_s")
     print(json.dumps([{k: r[k] for k in cols} for r in res.rows], indent=1))
     print(f"wrote {res.paths['record']}")
     return 0

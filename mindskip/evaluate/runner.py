@@ -2,20 +2,27 @@
 
 :func:`evaluate_model` takes a model that is already loaded and prepared (dense, routed,
 static drop, ...) and a metadata dict that says what it is. It runs each task of the
-suite through :class:`~mindskip.evaluate.hflm.MaskedHFLM` and ``lm_eval.simple_evaluate``
+suite through :class:`~mindskip.evaluate.hflm.MindSkipLM` and ``lm_eval.simple_evaluate``
 (one task at a time, so that realised routing capacity is known per task), then writes::
 
     <out_dir>/<suite>.json              tidy record: one row per task + provenance
     <out_dir>/<suite>.lm_eval.json      lm-eval's own results, per task (no samples)
     <out_dir>/<suite>.items.jsonl.gz    per-item log (see mindskip.evaluate.items)
+
+``route_on`` says what a sequence-routed model decides on: ``"prompt"`` (default: the
+context alone, prefilled once and shared by every choice, as a deployment runs) or
+``"request"`` (lm-eval's one sequence per choice, so the choice text enters the decision:
+the authors' setting). The record says which (``run.route_on`` and every row), and for a
+sequence-routed model how many items had choices routed differently
+(``items_routed_differently``; item rows get ``n_routes``, the distinct decisions among
+their choices).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +47,7 @@ class EvalResult:
     items: list[dict[str, Any]]
     lm_eval: dict[str, Any]
     paths: dict[str, Path] = field(default_factory=dict)
+    prompts: list[list[int]] = field(default_factory=list)  # each scored context, once
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -113,16 +121,6 @@ def _choices_fn(task: Any):
     return choices
 
 
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, set | tuple):
-        return list(o)
-    return str(o)
-
-
 def _aggregate_capacity(per_task: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Suite-wide realised capacity from per-task routing statistics (decision-weighted)."""
     executed: dict[str, float] = {}
@@ -173,6 +171,8 @@ def evaluate_model(
     seed: int | None = None,
     model_id: str | None = None,
     bootstrap_iters: int = 1000,
+    route_on: str = "prompt",
+    before_task: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Score ``model`` (a loaded causal LM, with or without MindSkip) on ``suite``.
 
@@ -190,16 +190,21 @@ def evaluate_model(
             default: the suite's.
         model_id: model name or folder for the record (default: ``_name_or_path``).
         bootstrap_iters: lm-eval's bootstrap iterations for non-mean metrics' stderr.
+        route_on: ``"prompt"`` (decide on the shared context, score the choices on its
+            cache) or ``"request"`` (one decision per context + choice, as lm-eval and
+            the authors' code score). Dense models score the same either way.
+        before_task: called with each task's name before it is scored (e.g.
+            :func:`mindskip.methods.set_task_rates`: random skipping at that task's rates).
 
     Raises :class:`~mindskip.evaluate.suites.SuiteUnavailableError` before any scoring
     when the suite's data cannot be reached.
     """
-    import lm_eval
+    from mindskip import is_mindskip
 
-    from mindskip import is_mindskip, reset_routing_stats, routing_stats
+    from .hflm import ROUTE_ON, MindSkipLM
 
-    from .hflm import MaskedHFLM
-
+    if route_on not in ROUTE_ON:
+        raise ValueError(f"route_on must be one of {ROUTE_ON}, got {route_on!r}")
     suite = get_suite(suite) if isinstance(suite, str) else suite
     check_suite_available(suite)
     seed = suite.seed if seed is None else seed
@@ -213,7 +218,7 @@ def evaluate_model(
     _check_index(tm, suite)
     was_training = model.training
     model.eval()
-    lm = MaskedHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm = MindSkipLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, route_on=route_on)
 
     rows: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
@@ -221,57 +226,15 @@ def evaluate_model(
     stats_per_task: list[dict[str, Any]] = []
     try:
         for spec in suite.tasks:
-            top, leaves = _load_task(tm, spec, seed)
-            samples = _samples_for(spec, leaves, seed)
-            if routed:
-                reset_routing_stats(model)
-            t0 = time.perf_counter()
-            out = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=[top],
-                task_manager=tm,
-                samples=samples or None,
-                log_samples=True,
-                bootstrap_iters=bootstrap_iters,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
+            if before_task is not None:
+                before_task(spec.task)
+            row, task_items, out, stats = _score_task(
+                lm, tm, spec, seed, routed=routed, bootstrap_iters=bootstrap_iters
             )
-            wall = time.perf_counter() - t0
-            stats = routing_stats(model).to_dict() if routed else {}
-            stats_per_task.append(stats)
-
-            task_items: list[dict[str, Any]] = []
-            for name, task in leaves.items():
-                task_items += item_rows(name, out["samples"].get(name, []), _choices_fn(task))
+            rows.append(row)
             items += task_items
-            value, stderr = _metric_value(out["results"], spec)
-            n_items = sum(int(out["n-samples"][name]["effective"]) for name in leaves)
-            scored = [r for r in task_items if r["filter"] == spec.filter]
-            chance = chance_level(scored)
-            rows.append(
-                {
-                    "task": spec.task,
-                    "label": spec.label or spec.task,
-                    "metric": spec.metric,
-                    "filter": spec.filter,
-                    "value": value,
-                    "stderr": stderr,
-                    "n": n_items,
-                    "num_fewshot": spec.num_fewshot,
-                    "chance": spec.chance if chance is None else chance,
-                    "limit": spec.limit,
-                    "subset": spec.subset if samples else "all",
-                    "leaf_tasks": sorted(leaves),
-                    "wall_s": round(wall, 2),
-                    "realised_capacity": stats.get("capacity"),
-                    "realised_skip_ratio": stats.get("skip_ratio"),
-                }
-            )
-            out.pop("samples", None)
             lm_out[spec.task] = out
-            log.info("%s: %s = %.4f (n=%d, %.1f s)", spec.task, spec.metric, value, n_items, wall)
+            stats_per_task.append(stats)
     finally:
         model.train(was_training)
 
@@ -288,11 +251,79 @@ def evaluate_model(
         started=started,
         wall_total=wall_total,
         lm=lm,
+        route_on=route_on,
     )
-    result = EvalResult(record=record, items=items, lm_eval=lm_out)
+    result = EvalResult(record=record, items=items, lm_eval=lm_out, prompts=lm.scored_contexts())
     if out_dir is not None:
         result.paths = write_result(result, out_dir, suite.name)
     return result
+
+
+def _score_task(
+    lm: Any, tm: Any, spec: TaskSpec, seed: int, *, routed: bool, bootstrap_iters: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """One task through lm-eval: (row, item rows, lm-eval's output without samples, routing
+    statistics of this task)."""
+    import lm_eval
+
+    from mindskip import reset_routing_stats, routing_stats
+
+    model = lm.model
+    top, leaves = _load_task(tm, spec, seed)
+    samples = _samples_for(spec, leaves, seed)
+    if routed:
+        reset_routing_stats(model)
+    lm.decision_log.clear()
+    t0 = time.perf_counter()
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[top],
+        task_manager=tm,
+        samples=samples or None,
+        log_samples=True,
+        bootstrap_iters=bootstrap_iters,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    wall = time.perf_counter() - t0
+    stats = routing_stats(model).to_dict() if routed else {}
+
+    task_items: list[dict[str, Any]] = []
+    for name, task in leaves.items():
+        task_items += item_rows(name, out["samples"].get(name, []), _choices_fn(task))
+    routes = lm.routes_per_item(out["samples"])
+    for r in task_items:
+        if (n_routes := routes.get((r["task"], r["doc_id"], r["filter"]))) is not None:
+            r["n_routes"] = n_routes
+    value, stderr = _metric_value(out["results"], spec)
+    n_items = sum(int(out["n-samples"][name]["effective"]) for name in leaves)
+    scored = [r for r in task_items if r["filter"] == spec.filter]
+    differ = [r["n_routes"] > 1 for r in scored if "n_routes" in r]
+    chance = chance_level(scored)
+    row = {
+        "task": spec.task,
+        "label": spec.label or spec.task,
+        "metric": spec.metric,
+        "filter": spec.filter,
+        "value": value,
+        "stderr": stderr,
+        "n": n_items,
+        "num_fewshot": spec.num_fewshot,
+        "chance": spec.chance if chance is None else chance,
+        "limit": spec.limit,
+        "subset": spec.subset if samples else "all",
+        "leaf_tasks": sorted(leaves),
+        "wall_s": round(wall, 2),
+        "realised_capacity": stats.get("capacity"),
+        "realised_skip_ratio": stats.get("skip_ratio"),
+        "route_on": lm.route_on,
+        "items_routed_differently": sum(differ) if differ else None,
+    }
+    out.pop("samples", None)
+    log.info("%s: %s = %.4f (n=%d, %.1f s)", spec.task, spec.metric, value, n_items, wall)
+    return row, task_items, out, stats
 
 
 def _record(
@@ -308,6 +339,7 @@ def _record(
     started: str,
     wall_total: float,
     lm: Any,
+    route_on: str,
 ) -> dict[str, Any]:
     routing = prov.routing_description(model)
     realised = _aggregate_capacity(stats_per_task)
@@ -329,6 +361,7 @@ def _record(
         "model_hash": mhash,
         "seed": seed,
         "batch_size": batch_size,
+        "route_on": route_on,
     }
     return {
         "schema": SCHEMA,
@@ -358,6 +391,7 @@ def _record(
         "run": {
             "seed": seed,
             "batch_size": batch_size,
+            "route_on": route_on,
             "add_bos_token": getattr(lm, "add_bos_token", None),
             "max_length": getattr(lm, "max_length", None),
             "started_utc": started,
@@ -377,18 +411,19 @@ def _threads() -> int:
 
 
 def write_result(result: EvalResult, out_dir: str | Path, name: str) -> dict[str, Path]:
-    """Write the record, lm-eval's results and the item log into ``out_dir``."""
+    """Write the record, lm-eval's results and the item log into ``out_dir`` (atomically)."""
+    from mindskip.files import write_json, write_jsonl
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "record": out_dir / f"{name}.json",
         "lm_eval": out_dir / f"{name}.lm_eval.json",
         "items": out_dir / f"{name}.items.jsonl.gz",
+        "prompts": out_dir / f"{name}.prompts.jsonl.gz",
     }
     result.record["files"] = {k: p.name for k, p in paths.items() if k != "record"}
     write_items(paths["items"], result.items)
-    for key, obj in (("lm_eval", result.lm_eval), ("record", result.record)):
-        tmp = paths[key].with_name(paths[key].name + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False) + "\n")
-        tmp.replace(paths[key])
+    write_jsonl(paths["prompts"], result.prompts, compact=True)  # the profile's "scored" inputs
+    write_json(paths["lm_eval"], result.lm_eval)
+    write_json(paths["record"], result.record)
     return paths

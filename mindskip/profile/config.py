@@ -17,7 +17,7 @@ from ..config import UNITS, MindSkipConfig
 # here and its :class:`mindskip.profile.timing.CacheKind` to ``timing.DECODERS``.
 CACHES = ("dynamic", "static", "compiled", "captured")
 TIMERS = ("generate", "loop")
-PROMPT_SUFFIXES = (".jsonl", ".json", ".pt")
+PROMPT_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".pt")
 
 # Named shapes for ``shape_only`` (random weights: speed does not depend on their values).
 SHAPES: dict[str, dict[str, Any]] = {
@@ -127,7 +127,7 @@ class ProfileConfig:
                 raise ValueError(f"grid entry {g}: need (batch>=1, prompt>=1, new=0 or >=2)")
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("repeats must be >= 1 and warmup >= 0")
-        if self.inputs != "random" and Path(self.inputs).suffix not in PROMPT_SUFFIXES:
+        if self.inputs != "random" and not Path(self.inputs).name.endswith(PROMPT_SUFFIXES):
             raise ValueError(
                 f"inputs must be 'random' or a {'/'.join(PROMPT_SUFFIXES)} file of token-id "
                 f"lists, got {self.inputs!r}"

@@ -99,10 +99,11 @@ def _as_ids(item: Any, where: str) -> list[int]:
 
 
 def load_prompts(path: str | Path) -> TokenLists:
-    """Token-id sequences from ``.jsonl`` (one list, or ``{"input_ids": [...]}``, a line),
+    """Token-id sequences from ``.jsonl`` or ``.jsonl.gz`` (one list, or
+    ``{"input_ids": [...]}``, a line; the evaluation writes ``<suite>.prompts.jsonl.gz``),
     ``.json`` (a list of those) or ``.pt`` (a list of lists or 1-D tensors)."""
     path = Path(path)
-    if path.suffix == ".jsonl":
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
         items: Any = read_jsonl(path, "prompt file")
     elif path.suffix == ".json":
         items = read_json(path, "prompt file")
@@ -113,7 +114,7 @@ def load_prompts(path: str | Path) -> TokenLists:
         if isinstance(items, dict):
             items = items.get("input_ids")
     else:
-        raise ResultFileError(f"prompt file {path}: use .jsonl, .json or .pt")
+        raise ResultFileError(f"prompt file {path}: use .jsonl(.gz), .json or .pt")
     if not isinstance(items, list | tuple) or not items:
         raise ResultFileError(f"prompt file {path} holds no token-id sequences")
     return [_as_ids(x, f"{path} item {i}") for i, x in enumerate(items)]

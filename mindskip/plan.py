@@ -29,6 +29,8 @@ KINDS = ("dense", "lora", "router", "static", "random", "pattern")
 CANDIDATES = ("routed", "all")
 # Settings of a router entry that do not change the trained routers.
 _NOT_IDENTITY = ("sweep", "ratios", "sweep_baselines")
+# Recipe settings whose value names itself in a run's slug ("-distill", not "-objectivedistill").
+_NAMED_SETTINGS = ("objective", "penalty", "init", "schedule")
 
 
 def fmt_ratio(r: float | str) -> str:
@@ -88,6 +90,10 @@ class Run:
             f"{'free' if target is None else f'c{target:g}'}-{entry['data']}-"
             f"{entry['train_samples']}"
         )
+        for k, v in sorted((entry.get("recipe") or {}).items()):  # e.g. "-distill"
+            readable += f"-{v}" if k in _NAMED_SETTINGS else f"-{k}{v}"
+        if entry.get("lora"):
+            readable += f"-on-{entry['lora']}"
         return cls(
             slug=f"{readable}-{short_hash(ident)}",
             unit=entry["unit"],
@@ -131,35 +137,44 @@ class Paths:
 
     model: str
     suite: str
+    root: str = "results"  # the config's ``results``: every output below it
 
-    assets = "results/assets/manifest.json"
+    assets = "results/assets/manifest.json"  # shared by every results root
 
     def routers(self, run: str) -> str:
-        return f"results/routers/{self.model}/{run}/routers.safetensors"
+        return f"{self.root}/routers/{self.model}/{run}/routers.safetensors"
 
     def router_config(self, run: str) -> str:
-        return f"results/routers/{self.model}/{run}/mindskip_config.json"
+        return f"{self.root}/routers/{self.model}/{run}/mindskip_config.json"
 
     def metrics(self, run: str) -> str:
-        return f"results/routers/{self.model}/{run}/metrics.json"
+        return f"{self.root}/routers/{self.model}/{run}/metrics.json"
 
     def lora(self, slug: str) -> str:
-        return f"results/lora/{self.model}/{slug}/adapter_model.safetensors"
+        return f"{self.root}/lora/{self.model}/{slug}/lora.safetensors"
+
+    def data(self, name: str) -> str:
+        """A self-generated training set (its sidecar: ``<name>.manifest.json``)."""
+        return f"{self.root}/data/{self.model}/{name}.jsonl"
 
     def ranking(self, unit: str) -> str:
-        return f"results/baselines/{self.model}/ranking-{unit}.json"
+        return f"{self.root}/baselines/{self.model}/ranking-{unit}.json"
 
     def calibration(self, run: str, ratio: str) -> str:
-        return f"results/baselines/{self.model}/{run}/calibration-{ratio}.json"
+        return f"{self.root}/baselines/{self.model}/{run}/calibration-{ratio}.json"
 
     def eval(self, method: str, ratio: str) -> str:
-        return f"results/eval/{self.model}/{method}/{ratio}/{self.suite}.json"
+        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.json"
 
     def items(self, method: str, ratio: str) -> str:
-        return f"results/eval/{self.model}/{method}/{ratio}/{self.suite}.items.jsonl.gz"
+        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.items.jsonl.gz"
+
+    def prompts(self, method: str, ratio: str) -> str:
+        """The token ids of every context a job scored (the profile's ``scored`` inputs)."""
+        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.prompts.jsonl.gz"
 
     def profile(self, method: str, ratio: str) -> str:
-        return f"results/profile/{self.model}/{method}/{ratio}/profile.csv"
+        return f"{self.root}/profile/{self.model}/{method}/{ratio}/profile.csv"
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,7 @@ def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str,
 
 def plan(config: Mapping[str, Any]) -> Plan:
     """Runs, methods and jobs of a config validated against the workflow's schema."""
+    _check_datasets(config)
     loras = {lr.slug: lr for lr in (LoraRun.of(e) for e in config.get("lora", []))}
     lora_names = {e.get("name"): s for e, s in zip(config.get("lora", []), loras, strict=True)}
     runs: dict[str, Run] = {}
@@ -262,6 +278,7 @@ def plan(config: Mapping[str, Any]) -> Plan:
                 f"config 'routers' entry {i}: data {entry['data']!r} is not a key of "
                 f"'datasets' (known: {sorted(config['datasets'])})"
             )
+        _check_recipe(entry.get("recipe") or {}, f"config 'routers' entry {i}")
         lora_name = entry.get("lora")
         if lora_name is not None and lora_name not in lora_names:
             raise ValueError(
@@ -278,8 +295,43 @@ def plan(config: Mapping[str, Any]) -> Plan:
         runs[run.slug] = run
     methods = _methods(config, runs, loras)
     ratios, evals, profiles = _jobs(config, methods, runs)
-    paths = Paths(model=config["model"]["name"], suite=config["eval"]["suite"])
+    paths = Paths(
+        config["model"]["name"], config["eval"]["suite"], config.get("results", "results")
+    )
     return Plan(runs, loras, methods, ratios, evals, profiles, paths)
+
+
+def is_generated(dataset: Any) -> bool:
+    """A ``datasets`` value the dense model answers itself (built by ``generate_data``)."""
+    return isinstance(dataset, Mapping)
+
+
+def _check_datasets(config: Mapping[str, Any]) -> None:
+    datasets = config["datasets"]
+    named = [(f"'lora' entry {i} data", e["data"]) for i, e in enumerate(config.get("lora", []))]
+    named.append(("baselines.calibration_data", config["baselines"]["calibration_data"]))
+    for where, name in named:
+        if name not in datasets:
+            raise ValueError(
+                f"config {where}: {name!r} is not a key of 'datasets' (known: {sorted(datasets)})"
+            )
+    for name, value in datasets.items():
+        if is_generated(value):
+            src = datasets.get(value["generate"])
+            if not isinstance(src, str):
+                raise ValueError(
+                    f"config datasets.{name}.generate: {value['generate']!r} must name a "
+                    "dataset given as a source string (embedded, hf:..., or a JSONL path)"
+                )
+    if is_generated(datasets[config["baselines"]["calibration_data"]]):
+        raise ValueError("config baselines.calibration_data must be a source string dataset")
+
+
+def _check_recipe(changes: Mapping[str, Any], where: str) -> None:
+    """A run's recipe changes: known keys, each valid as the top-level recipe's."""
+    from .schema import check_section
+
+    check_section("recipe", changes, where=f"{where} recipe")
 
 
 # --------------------------------------------------------------------------- resolving

@@ -55,7 +55,8 @@ def test_gpu_profile_plans_one_gpu_job_at_a_time(tmp_path):
     jobs = dry_run_jobs(tmp_path, "--resources", "gpu=1")
     rules = {j["rule"] for j in jobs}
     gpu_rules = model_rules()
-    assert {"train_routers", "evaluate", "profile"} <= gpu_rules <= rules
+    assert {"train_routers", "train_lora", "evaluate", "profile"} <= gpu_rules
+    assert gpu_rules - rules == {"generate_data"}  # the paper's config trains on Alpaca
     for job in jobs:
         gpu = int(job["res"].get("gpu", 0))
         # the scheduler admits a job only while the GPUs it asks for are free: with gpu=1

@@ -60,7 +60,9 @@ def test_task_rates_switch_the_random_decisions():
 
 
 def _config(**edits) -> dict:
+    """The default config with its first (swept) router run only."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["routers"] = config["routers"][:1]
     for key, value in edits.items():
         section, _, name = key.partition("__")
         config[section][name] = value
@@ -167,3 +169,40 @@ def test_a_run_with_its_own_ratios_and_no_baselines():
     jobs = {(m, r) for m, r in p.eval_jobs if m == mlp.slug or mlp.slug in m}
     assert jobs == {(mlp.slug, "native"), (mlp.slug, "0.250")}
     assert "drop-attn-n16" in p.methods and "drop-mlp-n16" not in p.methods  # units: attn
+
+
+def test_a_runs_recipe_changes_are_its_identity_and_are_checked():
+    base = _config()
+    other = copy.deepcopy(base)
+    other["routers"].append({**other["routers"][0], "recipe": {"objective": "distill"}})
+    assert len(set(plan(other).runs)) == 2
+    bad = copy.deepcopy(base)
+    bad["routers"][0]["recipe"] = {"objectve": "distill"}
+    with pytest.raises(ValueError, match="entry 0 recipe.*objectve"):
+        plan(bad)
+    bad["routers"][0]["recipe"] = {"penalty": "sum"}
+    with pytest.raises(ValueError, match="entry 0 recipe.penalty"):
+        plan(bad)
+
+
+def test_schema_recipe_defaults_are_the_training_defaults():
+    """One default per setting: the workflow's (schema) and the library's (TrainConfig)."""
+    from mindskip.schema import schema_defaults
+    from mindskip.train import TrainConfig
+
+    schema = schema_defaults("recipe")
+    lib = TrainConfig().to_dict()
+    shared = set(schema) & set(lib)
+    assert set(schema) - shared == {"val_count"}  # the split's, not the recipe's
+    assert {k: schema[k] for k in shared} == {k: lib[k] for k in shared}
+
+
+def test_a_generated_dataset_must_answer_a_source():
+    config = _config()
+    config["datasets"]["gen"] = {"generate": "embedded"}
+    config["routers"][0]["data"] = "gen"
+    p = plan(config)
+    assert p.paths.data("gen") == "results/data/smollm2-135m/gen.jsonl"
+    config["datasets"]["gen2"] = {"generate": "gen"}
+    with pytest.raises(ValueError, match="datasets.gen2.generate"):
+        plan(config)

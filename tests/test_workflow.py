@@ -51,25 +51,45 @@ def test_lint_is_clean():
 
 def test_dry_run_default_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
-    # 1 router run swept over 2 ratios; dense; attention drop over the routed layers and
-    # over all layers; 1 random seed; the router's own static pattern
-    assert jobs["train_routers"] == 1
-    assert jobs["calibrate_thresholds"] == 2
-    assert jobs["evaluate"] == 1 + 1 + 2 * (1 + 2 + 1 + 1)
-    assert jobs["profile"] == 1  # the native run (profile.ratios: [])
+    # an LM-loss router swept over 2 ratios and a distilled one at 0.25; dense; attention
+    # drop over the routed layers and over all layers; 1 random seed; each router's pattern
+    assert jobs["train_routers"] == 2
+    assert jobs["calibrate_thresholds"] == 2 + 1
+    assert jobs["evaluate"] == 1 + 2 + 2 * 2 + (2 + 1) * (1 + 1 + 1)
+    assert jobs["profile"] == 2  # the native runs (profile.ratios: [])
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1
 
 
 def test_dry_run_paper_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config" / "paper.yaml"), cwd=tmp_path)
-    # Table 1 (3 units x 2 routings) + 3 more dataset sizes; 4 ratios on the swept run:
-    # the router, static drop of 3 units over 2 candidate sets, 3 random seeds, the pattern
-    assert jobs["train_routers"] == 9
+    # Table 1 (3 units x 2 routings) + 3 more dataset sizes + routers on LoRA; 4 ratios on
+    # the swept run: the router, static drop of 3 units over 2 candidate sets, 3 random
+    # seeds, the pattern; the LoRA model alone
+    assert jobs["train_routers"] == 10 and jobs["train_lora"] == 1
     assert jobs["calibrate_thresholds"] == 4
     assert jobs["rank_importance"] == 3
-    assert jobs["evaluate"] == 1 + 9 + 4 * (1 + 3 * 2 + 3 + 1)
+    assert jobs["evaluate"] == 1 + 1 + 10 + 4 * (1 + 3 * 2 + 3 + 1)
     assert jobs["prepare_assets"] == 1
+
+
+def test_dry_run_full_config(tmp_path):
+    """config/full.yaml: the paper's matrix at 135M, every job planned under results/full."""
+    jobs = planned_jobs("--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)
+    # 11 runs: the swept one, 5 more unit x routing, 2 sample sizes, distill, generated
+    # data, routers on LoRA; every run but the swept one at 0.25 only
+    assert jobs["train_routers"] == 11
+    assert jobs["train_lora"] == 1 and jobs["generate_data"] == 1
+    assert jobs["calibrate_thresholds"] == 4 + 10
+    assert jobs["rank_importance"] == 3
+    swept = 4 * (1 + 3 + 1)  # router, 3 random seeds, its pattern
+    static = 4 * 3 * 2  # 3 units over 2 candidate sets
+    assert jobs["evaluate"] == 1 + 1 + 11 + swept + static + 10  # dense, LoRA, natives, ...
+    # every router natively, and at 0.25 every router and static drop
+    assert jobs["profile"] == 11 + 11 + 3 * 2
+    out = snakemake("--dry-run", "--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)
+    outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
+    assert outputs and all(o.startswith("results/full/") or "results/assets" in o for o in outputs)
 
 
 def test_dry_run_through_the_slurm_profile(tmp_path):
@@ -77,7 +97,7 @@ def test_dry_run_through_the_slurm_profile(tmp_path):
     the GPU resources it sets per rule."""
     profile = ROOT / "workflow" / "profiles" / "slurm"
     args = ("--profile", str(profile), "--configfile", str(ROOT / "config" / "paper.yaml"))
-    assert planned_jobs(*args, cwd=tmp_path)["train_routers"] == 9
+    assert planned_jobs(*args, cwd=tmp_path)["train_routers"] == 10
     out = snakemake("--dry-run", *args, cwd=tmp_path).stdout
     train = out[out.index("rule train_routers:") :].split("\n\n")[0]
     assert "slurm_partition=gpu" in train and "gres=gpu:1" in train
@@ -141,10 +161,13 @@ def smoke_run(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_smoke_run_produces_every_table_and_figure(smoke_run):
-    for name in ("main", "sweep", "training", "speed", "paper_main"):
+    from mindskip.report import FIGURES, TABLES
+
+    assert {"main", "claims", "metrics", "speed", "training"} <= set(TABLES)
+    for name in TABLES:
         for ext in ("csv", "md", "tex"):
             assert (smoke_run / "results" / "tables" / f"{name}.{ext}").stat().st_size > 0
-    for name in ("accuracy_vs_skip", "pareto", "layer_skip", "training_curves"):
+    for name in FIGURES:
         for ext in ("png", "pdf"):
             assert (smoke_run / "results" / "figures" / f"{name}.{ext}").stat().st_size > 0
     # a log next to every job's outputs, and a benchmark TSV for the costly ones
@@ -187,8 +210,47 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
         assert rule not in jobs
 
 
-def _copy_smoke_setup(work: Path, assets: Path = ROOT / "results" / "assets") -> None:
-    shutil.copy(ROOT / "config" / "smoke.yaml", work / "config.yaml")
+@pytest.mark.slow
+def test_lora_and_a_generated_set_run_end_to_end(tmp_path):
+    """The paper's LoRA setting on a self-generated set: the dense model answers held-out
+    prompts, a LoRA-only fine-tune on them, routers tuned on the LoRA-tuned model; the
+    LoRA model and the routers on it are scored with the adapters loaded."""
+    _copy_smoke_setup(tmp_path, config="smoke-lora.yaml")
+    jobs = planned_jobs("--configfile", str(tmp_path / "config.yaml"), cwd=tmp_path)
+    assert jobs["generate_data"] == 1 and jobs["train_lora"] == 1
+    assert jobs["train_routers"] == 1 and jobs["evaluate"] == 3  # dense, LoRA, routers on it
+    snakemake("--cores", "2", "--configfile", str(tmp_path / "config.yaml"), cwd=tmp_path)
+    res = tmp_path / "results"
+    (gen,) = (res / "data" / "smollm2-135m").glob("answered.jsonl")
+    sidecar = json.loads(gen.with_name("answered.manifest.json").read_text())
+    assert sidecar["rows"] == len(gen.read_text().splitlines()) > 0
+    assert sidecar["key"]["settings"]["max_new_tokens"] == 8
+    (metrics,) = (res / "routers" / "smollm2-135m").glob("*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert (
+        record["lora"]["mode"] == "frozen" and "results/lora/smollm2-135m/" in record["lora"]["dir"]
+    )
+    evals = {p.parts[-3]: json.loads(p.read_text()) for p in res.glob("eval/*/*/*/embedded.json")}
+    lora = next(v for k, v in evals.items() if k.startswith("lora-"))
+    assert lora["method"]["method_spec"]["lora"].startswith("results/lora/")
+    # the adapters change the scores (else a LoRA row would be the dense row again)
+    dense = evals["dense"]
+    items = {k: res / "eval" / "smollm2-135m" / k / "native" / "embedded.items.jsonl.gz"
+             for k in ("dense", next(k for k in evals if k.startswith("lora-")))}  # fmt: skip
+    import gzip
+
+    lls = {
+        k: [json.loads(x)["loglikelihoods"] for x in gzip.open(p, "rt")] for k, p in items.items()
+    }
+    assert lls["dense"] != lls[next(k for k in items if k != "dense")]
+    assert dense["rows"][0]["route_on"] == "prompt"
+    assert (res / "tables" / "main.csv").stat().st_size > 0
+
+
+def _copy_smoke_setup(
+    work: Path, assets: Path = ROOT / "results" / "assets", config: str = "smoke.yaml"
+) -> None:
+    shutil.copy(ROOT / "config" / config, work / "config.yaml")
     if (assets / "manifest.json").exists():
         (work / "results").mkdir()
         shutil.copytree(assets, work / "results" / "assets", symlinks=True)
@@ -230,12 +292,16 @@ def test_a_killed_workflow_resumes_without_redoing_or_accepting_half_outputs(
         proc.wait()
     ranking = next(work.glob("results/baselines/*/ranking-attn.json"))
     kept = ranking.stat().st_mtime_ns
-    assert not list(work.glob("results/eval/**/*.json"))  # killed before any scoring
+    # scores that finished before the kill (dense and static drop need no training)
+    scored = {p: p.stat().st_mtime_ns for p in work.glob("results/eval/**/embedded.json")}
+    # a killed Snakemake leaves its lock: release it as the README says, then rerun
+    snakemake("--unlock", "--configfile", str(work / "config.yaml"), cwd=work)
     rerun = snakemake("--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work)
     text = rerun.stdout + rerun.stderr
     assert "rule train_routers" in text  # the killed job ran again ...
     assert "rule rank_importance" not in text  # ... the finished one did not
     assert ranking.stat().st_mtime_ns == kept
+    assert {p: p.stat().st_mtime_ns for p in scored} == scored  # finished scores kept
     for rel in ("results/baselines", "results/routers", "results/eval"):
         for ours in sorted((work / rel).rglob("*")):
             if ours.suffix not in (".json", ".safetensors") or ours.name == "metrics.json":

@@ -4,7 +4,7 @@ rule rank_importance:
     input:
         assets=ASSETS,
     output:
-        ranking="results/baselines/{model}/ranking-{unit}.json",
+        ranking=f"{R}/baselines/{{model}}/ranking-{{unit}}.json",
     params:
         baselines=baseline_settings("calibration_length"),
         split=split_settings(),
@@ -13,9 +13,9 @@ rule rank_importance:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/baselines/{model}/ranking-{unit}.log",
+        f"{R}/logs/baselines/{{model}}/ranking-{{unit}}.log",
     benchmark:
-        "results/logs/benchmarks/baselines/{model}/ranking-{unit}.tsv"
+        f"{R}/logs/benchmarks/baselines/{{model}}/ranking-{{unit}}.tsv"
     script:
         "../scripts/rank_importance.py"
 
@@ -27,15 +27,17 @@ rule calibrate_thresholds:
     input:
         unpack(calibration_inputs),
     output:
-        calibration="results/baselines/{model}/{run}/calibration-{ratio}.json",
+        calibration=f"{R}/baselines/{{model}}/{{run}}/calibration-{{ratio}}.json",
     params:
         baselines=baseline_settings("calibration_length", "calibration_mode"),
         split=split_settings(),
-        data=lambda wc: config["datasets"][PLAN.runs[wc.run].entry["data"]],
+        data=config["datasets"][config["baselines"]["calibration_data"]],
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/baselines/{model}/{run}/calibration-{ratio}.log",
+        f"{R}/logs/baselines/{{model}}/{{run}}/calibration-{{ratio}}.log",
+    benchmark:
+        f"{R}/logs/benchmarks/baselines/{{model}}/{{run}}/calibration-{{ratio}}.tsv"
     script:
         "../scripts/calibrate_thresholds.py"

@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from mindskip.plan import NATIVE, canonical, plan
+from mindskip.plan import NATIVE, canonical, is_generated, plan
 from mindskip.report import FIGURES, TABLES
 from mindskip.schema import SCHEMA_PATH
 from mindskip.sources import ModelSourceError, check_model_source
@@ -27,6 +27,7 @@ def check_source_or_stop() -> None:
         logger.error(f"mindskip: {e}")
         raise WorkflowError(str(e)) from None
 PATHS = PLAN.paths
+R = PATHS.root  # every output below it (config: results)
 MODEL = PATHS.model
 SUITE = PATHS.suite
 ASSETS = PATHS.assets
@@ -40,6 +41,7 @@ wildcard_constraints:
     ratio=r"native|\d\.\d{3}",
     suite=r"embedded|paper",
     method=r"[A-Za-z0-9_.\-]+",
+    dataset=r"[A-Za-z0-9_.\-]+",
 
 
 def baseline_settings(*keys: str) -> dict:
@@ -53,6 +55,14 @@ def method_inputs(wildcards) -> dict[str, str]:
     return PLAN.inputs(wildcards.method, wildcards.ratio)
 
 
+def profile_inputs(wildcards) -> dict[str, str]:
+    """A method's inputs, and the prompts dense scored when the profile runs on them."""
+    out = method_inputs(wildcards)
+    if config["profile"]["inputs"] == "scored":
+        out["prompts"] = PATHS.prompts("dense", NATIVE)
+    return out
+
+
 def method_params(wildcards) -> dict:
     """The planned method, recorded in every result (the report reads it from there)."""
     return PLAN.params(wildcards.method, wildcards.ratio)
@@ -62,29 +72,67 @@ def run_params(wildcards) -> dict:
     return canonical(PLAN.runs[wildcards.run].entry)
 
 
+def run_recipe(wildcards) -> dict:
+    """The top-level recipe with this run's own changes (part of the run's identity)."""
+    return canonical(config["recipe"] | (PLAN.runs[wildcards.run].entry.get("recipe") or {}))
+
+
+def data_inputs(name: str) -> dict[str, str]:
+    """A self-generated dataset is a file another rule builds; a source string is read
+    where it is (assets, a local JSONL, the hub)."""
+    return {"data": PATHS.data(name)} if is_generated(config["datasets"][name]) else {}
+
+
+def data_source(name: str) -> str:
+    value = config["datasets"][name]
+    return f"generated:{value['generate']}" if is_generated(value) else value
+
+
 def run_inputs(wildcards) -> dict[str, str]:
     run = PLAN.runs[wildcards.run]
-    out = {"assets": ASSETS}
+    out = {"assets": ASSETS} | data_inputs(run.entry["data"])
     if run.lora is not None:
         out["lora"] = PATHS.lora(run.lora)
     return out
 
 
-def split_settings() -> dict:
+def lora_inputs(wildcards) -> dict[str, str]:
+    return {"assets": ASSETS} | data_inputs(PLAN.loras[wildcards.lora].entry["data"])
+
+
+def split_settings(name: str | None = None) -> dict:
     """How training records are split (mindskip.data.split.split_records): rules that read
-    training records get only these, so a change of lr does not rerun a ranking."""
+    training records get only these, so a change of lr does not rerun a ranking. A
+    self-generated set holds no calibration records (calibration reads
+    ``baselines.calibration_data``, whose calibration part no generated prompt comes from)."""
+    generated = name is not None and is_generated(config["datasets"][name])
     return {
-        "calibration": config["baselines"]["calibration_samples"],
+        "calibration": 0 if generated else config["baselines"]["calibration_samples"],
         "validation": config["recipe"]["val_count"],
         "seed": config["recipe"]["seed"],
     }
 
 
+def generation_settings(name: str) -> dict:
+    """A generated dataset's settings with the schema's defaults filled in."""
+    from mindskip.schema import dataset_generation_defaults
+
+    return canonical(dataset_generation_defaults() | config["datasets"][name])
+
+
+def generated_datasets() -> list[str]:
+    used = {r.entry["data"] for r in PLAN.runs.values()}
+    used |= {lr.entry["data"] for lr in PLAN.loras.values()}
+    return sorted(n for n in used if is_generated(config["datasets"][n]))
+
+
 def calibration_inputs(wildcards) -> dict[str, str]:
-    return run_inputs(wildcards) | {
-        "routers": PATHS.routers(wildcards.run),
-        "config": PATHS.router_config(wildcards.run),
-    }
+    run = PLAN.runs[wildcards.run]
+    out = {"assets": ASSETS, "routers": PATHS.routers(wildcards.run)}
+    out["config"] = PATHS.router_config(wildcards.run)
+    if run.lora is not None:
+        out["lora"] = PATHS.lora(run.lora)
+    return out
 
 
 def eval_outputs() -> list[str]:
@@ -99,14 +147,25 @@ def metrics_outputs() -> list[str]:
     return [PATHS.metrics(run) for run in PLAN.runs]
 
 
+def lora_outputs() -> list[str]:
+    return [PATHS.lora(slug) for slug in PLAN.loras]
+
+
 PAPER_DIR = str(Path(workflow.basedir).parent / "resources" / "paper")
 
 
 def report_outputs() -> list[str]:
-    out = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
-    out += [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    out = [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+    out += [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     return out
 
 
 def all_outputs() -> list[str]:
-    return [ASSETS, *metrics_outputs(), *eval_outputs(), *profile_outputs(), *report_outputs()]
+    return [
+        ASSETS,
+        *lora_outputs(),
+        *metrics_outputs(),
+        *eval_outputs(),
+        *profile_outputs(),
+        *report_outputs(),
+    ]

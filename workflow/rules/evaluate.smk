@@ -4,9 +4,10 @@ rule evaluate:
     input:
         unpack(method_inputs),
     output:
-        scores="results/eval/{model}/{method}/{ratio}/{suite}.json",
-        item_log="results/eval/{model}/{method}/{ratio}/{suite}.items.jsonl.gz",
-        lm_eval="results/eval/{model}/{method}/{ratio}/{suite}.lm_eval.json",
+        scores=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.json",
+        item_log=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.items.jsonl.gz",
+        lm_eval=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.lm_eval.json",
+        prompts=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.prompts.jsonl.gz",
     params:
         method=method_params,
         eval=config["eval"],
@@ -14,8 +15,8 @@ rule evaluate:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/eval/{model}/{method}/{ratio}/{suite}.log",
+        f"{R}/logs/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.log",
     benchmark:
-        "results/logs/benchmarks/eval/{model}/{method}/{ratio}/{suite}.tsv"
+        f"{R}/logs/benchmarks/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.tsv"
     script:
         "../scripts/evaluate.py"

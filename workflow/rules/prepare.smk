@@ -9,8 +9,8 @@ rule prepare_assets:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/prepare_assets.log",
+        f"{R}/logs/prepare_assets.log",
     benchmark:
-        "results/logs/benchmarks/prepare_assets.tsv"
+        f"{R}/logs/benchmarks/prepare_assets.tsv"
     script:
         "../scripts/prepare_assets.py"

@@ -2,11 +2,11 @@ rule profile:
     """Prefill and decode speed, memory and KV-cache bytes of a method against dense and
     against the same sublayers removed by hand (the ceiling), in one process."""
     input:
-        unpack(method_inputs),
+        unpack(profile_inputs),
     output:
-        csv="results/profile/{model}/{method}/{ratio}/profile.csv",
-        json="results/profile/{model}/{method}/{ratio}/profile.json",
-        md="results/profile/{model}/{method}/{ratio}/profile.md",
+        csv=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.csv",
+        json=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.json",
+        md=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.md",
     params:
         method=method_params,
         profile=config["profile"],
@@ -14,8 +14,8 @@ rule profile:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/profile/{model}/{method}/{ratio}.log",
+        f"{R}/logs/profile/{{model}}/{{method}}/{{ratio}}.log",
     benchmark:
-        "results/logs/benchmarks/profile/{model}/{method}/{ratio}.tsv"
+        f"{R}/logs/benchmarks/profile/{{model}}/{{method}}/{{ratio}}.tsv"
     script:
         "../scripts/profile.py"

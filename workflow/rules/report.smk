@@ -8,10 +8,10 @@ rule report:
         metrics=metrics_outputs(),
         paper=workflow.source_path("../../resources/paper/main_results.csv"),
     output:
-        tables=[f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")],
-        pdfs=[f"results/figures/{f}.pdf" for f in FIGURES],
+        tables=[f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")],
+        pdfs=[f"{R}/figures/{f}.pdf" for f in FIGURES],
         pngs=[
-            report(f"results/figures/{f}.png", category="Figures", caption="../report/figure.rst")
+            report(f"{R}/figures/{f}.png", category="Figures", caption="../report/figure.rst")
             for f in FIGURES
         ],
     params:
@@ -20,6 +20,6 @@ rule report:
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/report.log",
+        f"{R}/logs/report.log",
     script:
         "../scripts/report.py"

@@ -1,22 +1,70 @@
+rule generate_data:
+    """A self-generated training set: the training prompts of another dataset's held-out
+    split, answered by the dense model (greedy, bounded length); built once, its settings
+    and hashes in the sidecar."""
+    input:
+        assets=ASSETS,
+    output:
+        data=f"{R}/data/{{model}}/{{dataset}}.jsonl",
+        manifest=f"{R}/data/{{model}}/{{dataset}}.manifest.json",
+    params:
+        generate=lambda wc: generation_settings(wc.dataset),
+        source=lambda wc: config["datasets"][config["datasets"][wc.dataset]["generate"]],
+        split=lambda wc: split_settings(config["datasets"][wc.dataset]["generate"]),
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        f"{R}/logs/data/{{model}}/{{dataset}}.log",
+    benchmark:
+        f"{R}/logs/benchmarks/data/{{model}}/{{dataset}}.tsv"
+    script:
+        "../scripts/generate_data.py"
+
+
+rule train_lora:
+    """The paper's LoRA setting, first half: a LoRA-only fine-tune of the dense model."""
+    input:
+        unpack(lora_inputs),
+    output:
+        lora=f"{R}/lora/{{model}}/{{lora}}/lora.safetensors",
+        config=f"{R}/lora/{{model}}/{{lora}}/lora_config.json",
+        metrics=f"{R}/lora/{{model}}/{{lora}}/metrics.json",
+    params:
+        lora=lambda wc: canonical(PLAN.loras[wc.lora].entry),
+        source=lambda wc: data_source(PLAN.loras[wc.lora].entry["data"]),
+        split=lambda wc: split_settings(PLAN.loras[wc.lora].entry["data"]),
+        recipe=config["recipe"],
+        model=config["model"],
+    conda:
+        "../envs/mindskip.yaml"
+    log:
+        f"{R}/logs/lora/{{model}}/{{lora}}.log",
+    benchmark:
+        f"{R}/logs/benchmarks/lora/{{model}}/{{lora}}.tsv"
+    script:
+        "../scripts/train_lora.py"
+
+
 rule train_routers:
     """Router-Tuning: only the routers train; everything else stays frozen."""
     input:
         unpack(run_inputs),
     output:
-        routers="results/routers/{model}/{run}/routers.safetensors",
-        config="results/routers/{model}/{run}/mindskip_config.json",
-        metrics="results/routers/{model}/{run}/metrics.json",
+        routers=f"{R}/routers/{{model}}/{{run}}/routers.safetensors",
+        config=f"{R}/routers/{{model}}/{{run}}/mindskip_config.json",
+        metrics=f"{R}/routers/{{model}}/{{run}}/metrics.json",
     params:
         run=run_params,
-        data=lambda wc: config["datasets"][PLAN.runs[wc.run].entry["data"]],
-        recipe=config["recipe"],
-        split=split_settings(),
+        source=lambda wc: data_source(PLAN.runs[wc.run].entry["data"]),
+        recipe=run_recipe,
+        split=lambda wc: split_settings(PLAN.runs[wc.run].entry["data"]),
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"
     log:
-        "results/logs/train/{model}/{run}.log",
+        f"{R}/logs/train/{{model}}/{{run}}.log",
     benchmark:
-        "results/logs/benchmarks/train/{model}/{run}.tsv"
+        f"{R}/logs/benchmarks/train/{{model}}/{{run}}.tsv"
     script:
         "../scripts/train_routers.py"

@@ -1,13 +1,14 @@
 """Shim: score one method at one skip ratio (mindskip.evaluate.evaluate_model)."""
 
+from functools import partial
 from pathlib import Path
 
-from mindskip.baselines import prepare_method
 from mindskip.evaluate import evaluate_model
 from mindskip.evaluate.cli import build_suite
 from mindskip.evaluate.suites import check_suite_available
-from mindskip.methods import resolve_method
+from mindskip.methods import prepare_method, set_task_rates
 from mindskip.modeling import load_model
+from mindskip.plan import resolve
 from mindskip.provenance import log_to_file, set_threads
 
 sm = snakemake  # noqa: F821
@@ -16,9 +17,7 @@ set_threads(sm.threads)
 e, m = sm.params.eval, sm.params.model
 suite = build_suite(sm.wildcards.suite, limit=e["limit"], tasks=e["tasks"])
 check_suite_available(suite)  # before the model loads
-spec, meta = resolve_method(
-    sm.params.method, **{k: sm.input.get(k) for k in ("routers", "calibration", "ranking")}
-)
+spec, meta = resolve(sm.params.method, dict(sm.input.items()))
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
 prepare_method(model, spec)
 evaluate_model(
@@ -30,4 +29,6 @@ evaluate_model(
     batch_size=e["batch_size"],
     seed=e["seed"],
     model_id=m["source"],
+    route_on=e["route_on"],
+    before_task=partial(set_task_rates, model, spec),  # random skipping: each task's rates
 )

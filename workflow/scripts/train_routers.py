@@ -1,9 +1,11 @@
-"""Shim: Router-Tuning of one run (mindskip.train.train_routers)."""
+"""Shim: Router-Tuning of one run (mindskip.train.train_routers) on its held-out split."""
 
 from pathlib import Path
 
 from mindskip import MindSkipConfig
 from mindskip.data import training_records
+from mindskip.data.split import split_records
+from mindskip.files import read_jsonl
 from mindskip.modeling import load_model
 from mindskip.provenance import log_to_file, set_threads
 from mindskip.train import TrainConfig, train_routers
@@ -11,11 +13,10 @@ from mindskip.train import TrainConfig, train_routers
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 set_threads(sm.threads)
-run, m, data = sm.params.run, sm.params.model, sm.params.data
-records = training_records(data)
-if data == "embedded":
-    # the tail of the embedded set is kept for rankings and calibration (never trained on)
-    records = records[: -2 * sm.params.holdout]
+run, m, r = sm.params.run, sm.params.model, dict(sm.params.recipe)
+data = sm.input.get("data")  # a self-generated set, else the source itself
+records = read_jsonl(data, "generated set") if data else training_records(sm.params.source)
+split = split_records(records, **sm.params.split, max_samples=run["train_samples"])
 config = MindSkipConfig(
     unit=run["unit"],
     routing=run["routing"],
@@ -24,16 +25,18 @@ config = MindSkipConfig(
     capacity_lambda=run["capacity_lambda"],
     capacity_target=run["capacity_target"],
 )
-recipe = TrainConfig.from_dict(
-    {**sm.params.recipe, "max_samples": run["train_samples"], "lora_r": run["lora_r"]}
-)
+r.pop("val_count")
+recipe = TrainConfig.from_dict({**r, "lora_r": run["lora_r"]})  # bad values stop here
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
+lora = sm.input.get("lora")
 train_routers(
     model,
     tok,
-    records,
+    split.train,
+    split.validation,
     config,
     recipe,
     out_dir=Path(sm.output.routers).parent,
-    data_source=f"{run['data']}: {data}",
+    lora_dir=str(Path(lora).parent) if lora else None,
+    data_source=f"{run['data']}: {sm.params.source}",
 )

@@ -126,6 +126,10 @@ class Method:
     seed: int | None = None  # random
     train_samples: int | None = None  # router / random / pattern: the run's sample count
     lora: str | None = None  # the LoraRun the model is tuned on (lora, router, derived)
+    # what sets a run apart from the standard one (its recipe changes, other data, scoring
+    # under route_on=request): the claims compare standard runs; variants are shown beside
+    variant: str | None = None
+    route_on: str | None = None  # None: the config's eval.route_on
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -222,11 +226,18 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
     b = config["baselines"]
     out = {"dense": Method("dense", "dense")}
     out |= {f"lora-{s}": Method(f"lora-{s}", "lora", run=s, lora=s) for s in loras}
+    variants = {r.slug: _variant(r.entry, b["calibration_data"]) for r in runs.values()}
     for r in runs.values():
-        n = int(r.entry["train_samples"])
+        n, v = int(r.entry["train_samples"]), variants[r.slug]
         out[r.slug] = Method(
-            r.slug, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora
+            r.slug, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora, variant=v
         )
+        if config["eval"].get("also_request") and config["eval"]["route_on"] != "request":
+            name = f"request-{r.slug}"
+            out[name] = Method(
+                name, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora,
+                variant=",".join(x for x in (v, "request") if x), route_on="request",
+            )  # fmt: skip
     swept = [r for r in runs.values() if r.ratios]
     for unit in b["static_units"]:
         for cand in b["static_candidates"]:
@@ -240,11 +251,28 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
     for r in (r for r in swept if r.baselines):
         for s in b["random_seeds"]:
             name = f"random{s}-{r.slug}"
-            out[name] = Method(name, "random", r.unit, run=r.slug, seed=int(s), lora=r.lora)
+            out[name] = Method(
+                name, "random", r.unit, run=r.slug, seed=int(s), lora=r.lora,
+                variant=variants[r.slug],
+            )  # fmt: skip
         if b["router_pattern"]:
             name = f"pattern-{r.slug}"
-            out[name] = Method(name, "pattern", r.unit, run=r.slug, lora=r.lora)
+            out[name] = Method(
+                name, "pattern", r.unit, run=r.slug, lora=r.lora, variant=variants[r.slug]
+            )
     return out
+
+
+def _variant(entry: Mapping[str, Any], standard_data: str) -> str | None:
+    """``"distill"``, ``"data=answered"``, ``"lr=0.01,penalty=per_layer"``: a run's recipe
+    changes and its data when that is not the standard one (None: a standard run)."""
+    parts = [
+        str(v) if k in _NAMED_SETTINGS else f"{k}={v}"
+        for k, v in sorted((entry.get("recipe") or {}).items())
+    ]
+    if entry["data"] != standard_data:
+        parts.append(f"data={entry['data']}")
+    return ",".join(parts) or None
 
 
 def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str, Run]):
@@ -255,14 +283,13 @@ def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str,
     for n, m in methods.items():
         if m.kind == "static":
             evals += [(n, r) for r in ratios]
-        elif m.kind != "lora" and m.run in runs:
+        elif m.kind != "lora" and m.run in runs and m.route_on is None:
             evals += [(n, r) for r in runs[m.run].ratios]
     prof = config["profile"]
     chosen = ratios if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
-    profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router"]
-    profiles += [
-        (n, r) for n, r in evals if r in chosen and methods[n].kind in ("router", "static")
-    ]
+    timed = {n for n, m in methods.items() if m.kind in ("router", "static") and not m.route_on}
+    profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router" and n in timed]
+    profiles += [(n, r) for n, r in evals if r in chosen and n in timed]
     return ratios, tuple(evals), tuple(profiles) if prof["enabled"] else ()
 
 

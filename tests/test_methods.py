@@ -78,8 +78,12 @@ def test_plan_of_the_default_config():
     assert {"drop-attn-all", "drop-attn-n16", f"random0-{run.slug}", f"pattern-{run.slug}"} <= set(
         p.methods
     )
-    # dense and the router natively; every derived method at every swept ratio
-    assert len(p.eval_jobs) == 2 + len(p.ratios) * 5
+    # dense and the router natively (and under route_on=request); every derived method at
+    # every swept ratio
+    assert len(p.eval_jobs) == 3 + len(p.ratios) * 5
+    req = p.method(f"request-{run.slug}")
+    assert (req.kind, req.route_on, req.variant) == ("router", "request", "request")
+    assert (f"request-{run.slug}", "native") not in p.profile_jobs
     assert p.inputs("drop-attn-n16", "0.250")["ranking"].endswith("ranking-attn.json")
     ref = p.inputs(f"pattern-{run.slug}", "0.125")["reference"]
     assert ref == f"results/eval/smollm2-135m/{run.slug}/0.125/embedded.json"
@@ -167,7 +171,7 @@ def test_a_run_with_its_own_ratios_and_no_baselines():
     mlp = next(r for r in p.runs.values() if r.unit == "mlp")
     assert mlp.ratios == ("0.250",)
     jobs = {(m, r) for m, r in p.eval_jobs if m == mlp.slug or mlp.slug in m}
-    assert jobs == {(mlp.slug, "native"), (mlp.slug, "0.250")}
+    assert jobs == {(mlp.slug, "native"), (mlp.slug, "0.250"), (f"request-{mlp.slug}", "native")}
     assert "drop-attn-n16" in p.methods and "drop-mlp-n16" not in p.methods  # units: attn
 
 
@@ -175,7 +179,10 @@ def test_a_runs_recipe_changes_are_its_identity_and_are_checked():
     base = _config()
     other = copy.deepcopy(base)
     other["routers"].append({**other["routers"][0], "recipe": {"objective": "distill"}})
-    assert len(set(plan(other).runs)) == 2
+    p = plan(other)
+    assert len(set(p.runs)) == 2
+    (distill,) = (m for m in p.methods.values() if m.kind == "router" and m.variant == "distill")
+    assert distill.name.startswith("attn-seq-n16-c0.5-embedded-192-distill-")
     bad = copy.deepcopy(base)
     bad["routers"][0]["recipe"] = {"objectve": "distill"}
     with pytest.raises(ValueError, match="entry 0 recipe.*objectve"):

@@ -55,7 +55,8 @@ def test_dry_run_default_config(tmp_path):
     # drop over the routed layers and over all layers; 1 random seed; each router's pattern
     assert jobs["train_routers"] == 2
     assert jobs["calibrate_thresholds"] == 2 + 1
-    assert jobs["evaluate"] == 1 + 2 + 2 * 2 + (2 + 1) * (1 + 1 + 1)
+    # each router also natively under route_on=request
+    assert jobs["evaluate"] == 1 + 2 + 2 + 2 * 2 + (2 + 1) * (1 + 1 + 1)
     assert jobs["profile"] == 2  # the native runs (profile.ratios: [])
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1

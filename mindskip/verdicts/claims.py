@@ -141,6 +141,7 @@ class MethodInfo:
     run: str | None = None
     train_samples: int | None = None
     lora: bool = False
+    variant: str | None = None  # mindskip.plan's: recipe changes, other data, request scoring
 
 
 def method_info(record: Mapping[str, Any]) -> MethodInfo:
@@ -164,6 +165,7 @@ def method_info(record: Mapping[str, Any]) -> MethodInfo:
         run=spec.get("run") or (spec.get("name") if kind == "router" else None),
         train_samples=spec.get("train_samples"),
         lora=lora,
+        variant=spec.get("variant"),
     )
 
 
@@ -234,12 +236,25 @@ def _fmt_ratio(r: float | None) -> str:
     return "native" if r is None else f"{r:g}"
 
 
-def _routers(info: Mapping[str, MethodInfo], unit: str, routing: str, lora: bool = False):
-    """{run identity: {ratio: method name}} of the router runs with these settings."""
+def _routers(
+    info: Mapping[str, MethodInfo],
+    unit: str,
+    routing: str,
+    lora: bool = False,
+    variant: str | None = None,
+):
+    """{run identity: {ratio: method name}} of the router runs with these settings
+    (standard runs by default: no recipe changes, the standard data, scored as configured)."""
     out: dict[str, dict[float | None, str]] = {}
     for name in sorted(info):
         i = info[name]
-        if i.kind == "router" and i.unit == unit and i.routing == routing and i.lora == lora:
+        if (i.kind, i.unit, i.routing, i.lora, i.variant) == (
+            "router",
+            unit,
+            routing,
+            lora,
+            variant,
+        ):
             out.setdefault(i.run or name, {}).setdefault(i.ratio, name)
     return out
 
@@ -253,7 +268,7 @@ def _primary(info: Mapping[str, MethodInfo]) -> tuple[str, dict[float | None, st
     def samples(run: str) -> int:
         return max(info[n].train_samples or 0 for n in runs[run].values())
 
-    best = sorted(runs, key=lambda r: (-samples(r), r))[0]
+    best = sorted(runs, key=lambda r: (-len(runs[r]), -samples(r), r))[0]  # the swept one
     return best, runs[best]
 
 

@@ -29,6 +29,6 @@ evaluate_model(
     batch_size=e["batch_size"],
     seed=e["seed"],
     model_id=m["source"],
-    route_on=e["route_on"],
+    route_on=sm.params.method.get("route_on") or e["route_on"],
     before_task=partial(set_task_rates, model, spec),  # random skipping: each task's rates
 )

@@ -386,3 +386,22 @@ def test_merge_parts_into_one_record(tok, task_dir, tmp_path):
     assert other.record["model"]["hash"] != p1.record["model"]["hash"]
     with pytest.raises(ValueError, match="model.hash"):
         merge_results([tmp_path / "p1", tmp_path / "o"], tmp_path / "bad", suite="tiny")
+
+
+def test_heldout_contexts_are_the_unscored_items_in_the_scoring_format(tok, task_dir):
+    """Calibration texts in the evaluation's format: exactly the items the seeded subset
+    leaves out, as lm-eval builds their contexts; none when every item is scored."""
+    from mindskip.evaluate.heldout import heldout_contexts
+
+    suite = tiny_suite(task_dir, limit=6)
+    scored = evaluate_model(make_model(), tok, suite, batch_size=4)
+    held = heldout_contexts(suite, count=100, seed=suite.seed)
+    ids = {h["doc_id"] for h in held}
+    assert ids == set(range(16)) - {r["doc_id"] for r in scored.items}
+    doc = tiny_docs()[held[0]["doc_id"]]
+    assert held[0]["text"] == f"q: {doc['question']}\na:"  # doc_to_text, as scored
+    assert [h["doc_id"] for h in heldout_contexts(suite, 3, suite.seed)] == [
+        h["doc_id"] for h in held[:3]
+    ]  # a smaller count is a prefix: stable
+    with pytest.raises(ValueError, match="none is held out"):
+        heldout_contexts(tiny_suite(task_dir, limit=None), count=4, seed=suite.seed)

@@ -383,6 +383,24 @@ def test_resolve_sample_count_steps_for_claim_5():
     assert len(one) == 1 and not one[0].ran
 
 
+def test_variants_are_not_the_claims_runs_and_the_swept_run_is_primary():
+    """A distilled or request-scored router is shown, but claim 1 compares the standard,
+    swept run; a run with more samples but one ratio does not take its place."""
+    r = "router", "attn", "sequence"
+    info = {
+        "dense": MethodInfo("dense"),
+        "a-0.125": MethodInfo(*r, 0.125, run="a", train_samples=192),
+        "a-0.25": MethodInfo(*r, 0.25, run="a", train_samples=192),
+        "big": MethodInfo(*r, 0.25, run="big", train_samples=1000),
+        "a-distill": MethodInfo(*r, 0.25, run="a-distill", train_samples=192, variant="distill"),
+        "req": MethodInfo(*r, None, run="a", train_samples=192, variant="request"),
+    }
+    (c1,) = [c for c in resolve_comparisons(info, "dense") if c.claim == 1]
+    assert c1.a == "a-0.25"
+    used = {x for c in resolve_comparisons(info, "dense") for x in (c.a, c.b)}
+    assert not used & {"a-distill", "req"}
+
+
 # ----------------------------------------------------------------------------- committed run
 # the items the numbers were measured on (sha256 prefix), and a commit that holds them
 MEASURED_AT = "9f6ad3643e4c8924d6319f6d0c21780236442449"

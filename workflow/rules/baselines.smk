@@ -21,17 +21,19 @@ rule rank_importance:
 
 
 rule calibrate_thresholds:
-    """Thresholds of a trained router that hit a requested skip ratio on held-out data
-    (the paper's skip-ratio sweep): one tau per layer (``per_layer``: every routed layer
-    skips the same share) or one shared tau (``global``: the routers' own allocation)."""
+    """Thresholds of a trained router that hit a requested skip ratio on held-out texts
+    (held-out evaluation items in the scoring format, or held-out records): one tau per
+    layer (``per_layer``: every routed layer skips the same share) or one shared tau
+    (``global``: the routers' own allocation)."""
     input:
         unpack(calibration_inputs),
     output:
         calibration=f"{R}/baselines/{{model}}/{{run}}/calibration-{{ratio}}.json",
     params:
-        baselines=baseline_settings("calibration_length", "calibration_mode"),
-        split=split_settings(),
-        data=config["datasets"][config["baselines"]["calibration_data"]],
+        baselines=baseline_settings(
+            "calibration_length", "calibration_mode", "calibration_text", "calibration_samples"
+        ),
+        texts=calibration_text_settings(),
         model=config["model"],
     conda:
         "../envs/mindskip.yaml"

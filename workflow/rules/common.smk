@@ -113,6 +113,16 @@ def split_settings(name: str | None = None) -> dict:
     }
 
 
+def calibration_text_settings() -> dict:
+    """Only what the calibration texts depend on: the evaluation's tasks, limit and seed
+    (its held-out items), or the records' split."""
+    if config["baselines"]["calibration_text"] == "eval":
+        e = config["eval"]
+        return {k: e[k] for k in ("suite", "tasks", "limit", "seed")}
+    data = config["datasets"][config["baselines"]["calibration_data"]]
+    return {"data": data, "split": split_settings()}
+
+
 def generation_settings(name: str) -> dict:
     """A generated dataset's settings with the schema's defaults filled in."""
     from mindskip.schema import dataset_generation_defaults

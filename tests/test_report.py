@@ -232,3 +232,27 @@ def test_figures_draw_every_method_with_its_interval(fixture_results, tmp_path):
 def test_report_module_does_not_import_torch():
     code = "import sys, mindskip.report; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_of_what_has_finished_under_a_results_root(fixture_results, tmp_path, capsys):
+    """``python -m mindskip.report --results ROOT`` finds the finished files by layout."""
+    import shutil
+
+    from mindskip.report import TABLES
+    from mindskip.report.__main__ import main
+
+    root = tmp_path / "root"
+    for p in fixture_results["evals"]:
+        dest = root / "eval" / "m" / p.parent.parent.name / p.parent.name
+        shutil.copytree(p.parent, dest)
+    for p in fixture_results["profiles"]:
+        shutil.copytree(p.parent, root / "profile" / "m" / "r1" / p.parent.name)
+    (root / "routers" / "m" / "r1").mkdir(parents=True)
+    shutil.copy(fixture_results["metrics"][0], root / "routers" / "m" / "r1" / "metrics.json")
+    assert main(["--results", str(root), "--model", "m"]) == 0
+    assert "report of 4 evaluations, 2 profiles, 1 runs" in capsys.readouterr().out
+    for name in TABLES:
+        assert (root / "tables" / f"{name}.csv").stat().st_size > 0
+    assert "drop-attn-all" in (root / "tables" / "metrics.csv").read_text()
+    with pytest.raises(SystemExit):
+        main(["--results", str(tmp_path / "empty")])  # nothing finished: a clear error

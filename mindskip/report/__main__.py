@@ -1,0 +1,50 @@
+"""``python -m mindskip.report --results results/full``: the tables and figures of what has
+finished under a results root, while a long run is still going (the workflow's ``report``
+rule builds the same files once every job is done, and replaces these)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import build_report
+
+PAPER_DIR = Path(__file__).resolve().parents[2] / "resources" / "paper"
+
+
+def finished(root: Path, suite: str) -> dict[str, list[str]]:
+    """The result files under ``root`` that the report reads (atomic writes: a file that
+    exists is complete)."""
+    return {
+        "evals": sorted(str(p) for p in root.glob(f"eval/*/*/*/{suite}.json")),
+        "profiles": sorted(str(p) for p in root.glob("profile/*/*/*/profile.csv")),
+        "metrics": sorted(str(p) for p in root.glob("routers/*/*/metrics.json")),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mindskip.report", description=__doc__)
+    ap.add_argument("--results", type=Path, default=Path("results"), help="a results root")
+    ap.add_argument("--suite", default="embedded")
+    ap.add_argument("--model", default="", help="the model's name in the captions")
+    ap.add_argument("--paper-dir", type=Path, default=PAPER_DIR)
+    args = ap.parse_args(argv)
+    files = finished(args.results, args.suite)
+    if not files["evals"]:
+        ap.error(f"no finished evaluation under {args.results}/eval")
+    written = build_report(
+        **files,
+        paper_dir=args.paper_dir,
+        tables_dir=args.results / "tables",
+        figures_dir=args.results / "figures",
+        model_name=args.model,
+    )
+    n = {k: len(v) for k, v in files.items()}
+    print(f"report of {n['evals']} evaluations, {n['profiles']} profiles, {n['metrics']} runs:")
+    print("\n".join(written["tables"] + written["figures"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

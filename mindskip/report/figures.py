@@ -47,10 +47,16 @@ def _series(points: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
             for (unit, cand), s in g.groupby(["unit", "candidates"]):
                 out.append((kind, f"{unit} drop ({cand} layers)", s))
         elif kind == "random":
-            out += [(kind, f"random (seed {int(seed)})", s) for seed, s in g.groupby("seed")]
+            for (run, seed), s in g.groupby(["run", "seed"]):
+                out.append((kind, f"random (seed {int(seed)}): {_short(run)}", s))
         elif not g.empty:
-            out += [(kind, f"{label}: {m}"[:60], s) for m, s in g.groupby("method")]
+            out += [(kind, f"{label}: {_short(m)}", s) for m, s in g.groupby("method")]
     return out
+
+
+def _short(name: str, keep: int = 34) -> str:
+    """A run's name cut from the left: its end (variant, hash) is what tells runs apart."""
+    return name if len(name) <= keep else "…" + name[-(keep - 1) :]
 
 
 def figure_quality_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str):
@@ -182,7 +188,7 @@ def figure_training_curves(runs: Sequence[dict[str, Any]], out_dir: Path, title:
     if not drawn:
         _empty(a1, "no training curves")
     a1.set_xlabel("optimizer step")
-    a1.set_ylabel("training loss (objective)")
+    a1.set_ylabel("LM loss on responses (logged for both objectives)")
     a2.set_xlabel("optimizer step")
     a2.set_ylabel("capacity (fraction executed)")
     a2.set_ylim(0, 1.05)

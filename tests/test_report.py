@@ -256,3 +256,16 @@ def test_report_of_what_has_finished_under_a_results_root(fixture_results, tmp_p
     assert "drop-attn-all" in (root / "tables" / "metrics.csv").read_text()
     with pytest.raises(SystemExit):
         main(["--results", str(tmp_path / "empty")])  # nothing finished: a clear error
+
+
+def test_tables_do_not_depend_on_the_order_of_the_inputs(fixture_results, tmp_path):
+    from mindskip.report import build_report
+
+    paper = Path(__file__).resolve().parents[1] / "resources" / "paper"
+    out = {}
+    for name, order in (("a", 1), ("b", -1)):
+        files = {k: list(v)[::order] for k, v in fixture_results.items()}
+        build_report(**files, paper_dir=paper, tables_dir=tmp_path / name / "t",
+                     figures_dir=tmp_path / name / "f")  # fmt: skip
+        out[name] = {p.name: p.read_bytes() for p in (tmp_path / name / "t").iterdir()}
+    assert out["a"] == out["b"] and len(out["a"]) >= 8 * 3

@@ -70,8 +70,11 @@ def build_report(
     figures_dir: str | Path,
     model_name: str = "",
 ) -> dict[str, list[str]]:
-    """Every table and figure. Returns the paths written."""
+    """Every table and figure. Returns the paths written. The inputs are read in path
+    order, so the same files give byte-identical tables whatever order they are passed in
+    (the workflow's ``report`` rule and ``python -m mindskip.report`` agree)."""
     paper_dir, tables_dir, figures_dir = Path(paper_dir), Path(tables_dir), Path(figures_dir)
+    evals, profiles, metrics = (sorted(map(str, x)) for x in (evals, profiles, metrics))
     runs = load_runs(evals)
     analysis = analyse_runs(runs)
     ev = eval_frame(runs, analysis)

@@ -47,7 +47,7 @@ SUBMIT_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 VOLATILE = {
     "environment", "versions", "started_utc", "date", "seconds", "platform",
     "wall_s", "train_time_s", "wall_time_s", "peak_memory", "threads", "torch_threads",
-    "include_path", "routers_sha256", "file_hash",
+    "include_path", "routers_sha256", "file_hash", "train_cpu_s", "cpu_seconds",
 }  # fmt: skip
 
 pytestmark = pytest.mark.slow

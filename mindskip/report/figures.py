@@ -110,7 +110,7 @@ def figure_pareto(evals: pd.DataFrame, profiles: pd.DataFrame, out_dir: Path, ti
             e = pooled.loc[key]
             xerr = [[r["speedup"] - r["speedup_ci_low"]], [r["speedup_ci_high"] - r["speedup"]]]
             yerr = [[e["kl"] - e["kl_ci_low"]], [e["kl_ci_high"] - e["kl"]]]
-            label = f"{r['method'][:28]} @{r['ratio']}"
+            label = f"{_short(r['method'])} @{r['ratio']}"
             ax.errorbar(
                 [r["speedup"]], [e["kl"]], xerr=xerr, yerr=yerr,
                 marker=MARKERS.get(r["kind"], "o"), capsize=3, label=label,

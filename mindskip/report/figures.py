@@ -65,6 +65,8 @@ def figure_quality_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str):
     plt = _plt()
     points = sweep_points(evals)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax in (a1, a2):  # 20 colours: a full matrix has about 20 series
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     drawn = []
     for kind, label, g in _series(points):
         g = g.sort_values("realised_skip_ratio")
@@ -82,7 +84,12 @@ def figure_quality_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str):
     for ax in (a1, a2):
         ax.set_xlabel("realised skip ratio (fraction of all layers' sublayers)")
         ax.scatter([0], [0], marker="*", s=120, color="k", zorder=3)
-    a2.legend(fontsize=7, loc="upper left", title="95% CIs, paired on the same items; * dense")
+    a2.legend(  # beside the panels, not over them (savefig keeps it: bbox_inches="tight")
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        title="95% CIs, paired on the same items; * dense",
+    )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     paths = _save(fig, out_dir, "quality_vs_skip")

@@ -33,6 +33,21 @@ def _plt():
     return plt
 
 
+def _colours(plt: Any, *axes: Any) -> list:
+    """20 distinct colours on each axes (a full matrix draws about 20 series; the default
+    cycle repeats after 10). Returns them, for figures that colour by run."""
+    colours = list(plt.get_cmap("tab20").colors)
+    for ax in axes:
+        ax.set_prop_cycle(color=colours)
+    return colours
+
+
+def _legend(ax: Any, handles: Sequence[Any] | None = None, **kw: Any) -> None:
+    """The legend beside ``ax``, not over the data (``_save`` keeps it: bbox_inches="tight")."""
+    args = () if handles is None else (handles, [h.get_label() for h in handles])
+    ax.legend(*args, loc="upper left", bbox_to_anchor=(1.02, 1.0), **kw)
+
+
 def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     ax.set_axis_off()
@@ -65,8 +80,7 @@ def figure_quality_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str):
     plt = _plt()
     points = sweep_points(evals)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax in (a1, a2):  # 20 colours: a full matrix has about 20 series
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+    _colours(plt, a1, a2)
     drawn = []
     for kind, label, g in _series(points):
         g = g.sort_values("realised_skip_ratio")
@@ -84,12 +98,7 @@ def figure_quality_vs_skip(evals: pd.DataFrame, out_dir: Path, title: str):
     for ax in (a1, a2):
         ax.set_xlabel("realised skip ratio (fraction of all layers' sublayers)")
         ax.scatter([0], [0], marker="*", s=120, color="k", zorder=3)
-    a2.legend(  # beside the panels, not over them (savefig keeps it: bbox_inches="tight")
-        fontsize=7,
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1.0),
-        title="95% CIs, paired on the same items; * dense",
-    )
+    _legend(a2, fontsize=7, title="95% CIs, paired on the same items; * dense")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     paths = _save(fig, out_dir, "quality_vs_skip")
@@ -105,6 +114,10 @@ def figure_pareto(evals: pd.DataFrame, profiles: pd.DataFrame, out_dir: Path, ti
     regimes = sorted(profiles["regime"].unique()) if not profiles.empty else []
     n = max(1, len(regimes))
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    palette = _colours(plt)
+    runs = sorted(profiles["method"].unique()) if not profiles.empty else []
+    colour = {m: palette[i % len(palette)] for i, m in enumerate(runs)}
+    handles: dict[str, Any] = {}  # one legend for every panel: the same runs in each
     drawn = []
     if not regimes:
         _empty(axes[0][0], "no profiles")
@@ -118,15 +131,20 @@ def figure_pareto(evals: pd.DataFrame, profiles: pd.DataFrame, out_dir: Path, ti
             xerr = [[r["speedup"] - r["speedup_ci_low"]], [r["speedup_ci_high"] - r["speedup"]]]
             yerr = [[e["kl"] - e["kl_ci_low"]], [e["kl_ci_high"] - e["kl"]]]
             label = f"{_short(r['method'])} @{r['ratio']}"
-            ax.errorbar(
-                [r["speedup"]], [e["kl"]], xerr=xerr, yerr=yerr,
+            c = colour[r["method"]]
+            face = "white" if r["ratio"] == "native" else c  # native: hollow
+            h = ax.errorbar(
+                [r["speedup"]], [e["kl"]], xerr=xerr, yerr=yerr, color=c, mfc=face,
                 marker=MARKERS.get(r["kind"], "o"), capsize=3, label=label,
             )  # fmt: skip
+            handles.setdefault(label, h)
             ax.scatter([r["ceiling_speedup"]], [e["kl"]], marker="x", color="grey")
             drawn.append({"regime": regime, "label": label, "speedup": r["speedup"]})
-        ax.set_xlabel(f"speedup over dense, {regime} (95% CI); x = ceiling")
+        ax.set_xlabel(f"speedup over dense, {regime}")
         ax.set_ylabel("KL(dense ‖ method), lower is better")
-        ax.legend(fontsize=6)
+    if handles:
+        key = "95% CIs; x: ceiling; hollow: native"
+        _legend(axes[0][-1], list(handles.values()), fontsize=6, title=key)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     paths = _save(fig, out_dir, "pareto")
@@ -179,13 +197,14 @@ def figure_training_curves(runs: Sequence[dict[str, Any]], out_dir: Path, title:
     """Router-tuning LM loss and realised capacity against the optimiser step."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    _colours(plt, a1, a2)
     drawn = []
     for m in runs:
         curve = m.get("curve") or m.get("log") or []
         steps = [c["step"] for c in curve]
         if not steps:
             continue
-        label = m["run"][:40]
+        label = _short(m["run"], 40)  # the end (variant, hash) tells runs apart
         a1.plot(steps, [c.get("lm_loss", c.get("loss")) for c in curve], label=label)
         a2.plot(steps, [c["capacity"] for c in curve], label=label)
         target = m.get("mindskip_config", {}).get("capacity_target")
@@ -199,7 +218,8 @@ def figure_training_curves(runs: Sequence[dict[str, Any]], out_dir: Path, title:
     a2.set_xlabel("optimizer step")
     a2.set_ylabel("capacity (fraction executed)")
     a2.set_ylim(0, 1.05)
-    a2.legend(fontsize=7)
+    if drawn:
+        _legend(a2, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     paths = _save(fig, out_dir, "training_curves")

@@ -45,7 +45,7 @@ from mindskip.baselines import (
 
 ASSETS = Path("results/assets")
 MODEL = ASSETS / "models/smollm2-135m-instruct"
-DATA = ASSETS / "train/bigbench_heldout.jsonl"
+DATA = ASSETS / "train/embedded.jsonl"
 OUT = Path("results/baselines/smollm2-135m-instruct")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "results/assets/models/smollm2-135m-instruct"
-DATA = ROOT / "results/assets/train/bigbench_heldout.jsonl"
+DATA = ROOT / "results/assets/train/embedded.jsonl"
 OUT = ROOT / "benchmarks/training_cost_smollm2.json"
 
 

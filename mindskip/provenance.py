@@ -72,11 +72,29 @@ def set_threads(threads: int | None) -> None:
 
 
 def log_to_file(path: str | Path) -> None:
-    """Send logging and warnings to ``path`` (a rule's log file) and to stderr."""
+    """Send logging and warnings to ``path`` (a rule's log file) and to stderr; an
+    exception that ends the job is written there too (its one-line reason last), so the
+    job's own log says why it failed, not only Snakemake's stderr."""
     import logging
     import sys
 
-    handlers = [logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)]
+    file_handler = logging.FileHandler(path, mode="w")
+    handlers = [file_handler, logging.StreamHandler(sys.stderr)]
     fmt = "%(asctime)s %(name)s %(levelname)s %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt, handlers=handlers, force=True)
     logging.captureWarnings(True)
+    previous = sys.excepthook
+
+    def hook(kind, value, tb) -> None:
+        record = logging.LogRecord(
+            "mindskip", logging.ERROR, "", 0, "job failed", None, (kind, value, tb)
+        )
+        file_handler.handle(record)
+        reason = logging.LogRecord(
+            "mindskip", logging.ERROR, "", 0, "%s: %s", (kind.__name__, value), None
+        )
+        file_handler.handle(reason)
+        file_handler.flush()
+        previous(kind, value, tb)
+
+    sys.excepthook = hook

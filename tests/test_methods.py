@@ -70,9 +70,9 @@ def _config(**edits) -> dict:
 
 
 def test_plan_of_the_default_config():
-    p = plan(_config())
+    p = plan(_config(eval__also_request=True, sweep__skip_ratios=[0.125, 0.25]))
     (run,) = p.runs.values()
-    assert run.slug.startswith("attn-seq-n16-c0.5-embedded-")
+    assert run.slug.startswith("attn-seq-n16-c0.5-long-192-")
     kinds = sorted({m.kind for m in p.methods.values()})
     assert kinds == ["dense", "pattern", "random", "router", "static"]
     assert {"drop-attn-all", "drop-attn-n16", f"random0-{run.slug}", f"pattern-{run.slug}"} <= set(
@@ -164,7 +164,7 @@ def cap() -> dict[str, float]:
 
 
 def test_a_run_with_its_own_ratios_and_no_baselines():
-    config = _config()
+    config = _config(eval__also_request=True)
     extra = {**config["routers"][0], "unit": "mlp", "sweep": False, "ratios": [0.25]}
     config["routers"].append(extra | {"sweep_baselines": False})
     p = plan(config)
@@ -182,7 +182,7 @@ def test_a_runs_recipe_changes_are_its_identity_and_are_checked():
     p = plan(other)
     assert len(set(p.runs)) == 2
     (distill,) = (m for m in p.methods.values() if m.kind == "router" and m.variant == "distill")
-    assert distill.name.startswith("attn-seq-n16-c0.5-embedded-192-distill-")
+    assert distill.name.startswith("attn-seq-n16-c0.5-long-192-distill-")
     bad = copy.deepcopy(base)
     bad["routers"][0]["recipe"] = {"objectve": "distill"}
     with pytest.raises(ValueError, match="entry 0 recipe.*objectve"):

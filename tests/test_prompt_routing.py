@@ -254,36 +254,20 @@ def test_evaluate_model_records_the_mode_and_routing_splits(tok, tmp_path):
 
 
 # --------------------------------------------------------------------------- embedded
-def _embedded_assets() -> tuple[str, Path] | None:
-    """(model folder, tasks folder) of built embedded assets, or None."""
-    root = Path(os.environ.get("MINDSKIP_ASSETS", ROOT / "results" / "assets"))
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-        model = next(a["path"] for a in manifest["assets"] if a["kind"] == "model")
-    except (OSError, ValueError, KeyError, StopIteration):
-        return None
-    from mindskip.evaluate import SuiteUnavailableError, check_suite_available, embedded_suite
-
-    try:
-        check_suite_available(embedded_suite(root / "tasks", tasks=["bb_general_knowledge"]))
-    except SuiteUnavailableError:
-        return None
-    return (model, root / "tasks") if (Path(model) / "config.json").is_file() else None
-
-
-@pytest.mark.skipif(_embedded_assets() is None, reason="embedded assets not built")
-def test_embedded_model_prompt_equals_request():
+def test_embedded_model_prompt_equals_request(embedded_assets):
+    """On the real model and a real task, deciding on the prompt and scoring every choice
+    on its cache gives lm-eval's per-request log-likelihoods for a dense model."""
     from mindskip.evaluate import embedded_suite
     from mindskip.modeling import load_model
+    from mindskip.sources import resolve_model_source
 
-    source, tasks = _embedded_assets()
-    suite = embedded_suite(tasks, limit=4, tasks=["bb_general_knowledge"])
-    model, tok = load_model(source, dtype="float32")
+    suite = embedded_suite(embedded_assets / "tasks", limit=4, tasks=["piqa_embedded"])
+    model, tok = load_model(resolve_model_source("embedded", embedded_assets), dtype="float32")
     meta = {"model_hash": "not-hashed"}  # hashing 135M weights is not what is tested
     a = evaluate_model(model, tok, suite, batch_size=8, method=meta, route_on="prompt")
     b = evaluate_model(model, tok, suite, batch_size=8, method=meta, route_on="request")
     lls = [[x for r in res.items for x in r["loglikelihoods"]] for res in (a, b)]
-    assert len(lls[0]) >= 8
+    assert len(lls[0]) == 8
     assert lls[0] == pytest.approx(lls[1], abs=1e-4)
     assert a.scores() == b.scores()
 

@@ -269,3 +269,50 @@ def test_tables_do_not_depend_on_the_order_of_the_inputs(fixture_results, tmp_pa
                      figures_dir=tmp_path / name / "f")  # fmt: skip
         out[name] = {p.name: p.read_bytes() for p in (tmp_path / name / "t").iterdir()}
     assert out["a"] == out["b"] and len(out["a"]) >= 8 * 3
+
+
+def test_the_paper_s_rows_sit_under_our_task_columns_and_dense_beside_published(tmp_path):
+    """Our tasks carry lm-eval's names (``piqa_embedded`` is lm-eval's ``piqa``): the main
+    table gives the paper's number for each under the same column, and the dense table
+    puts the scores published for the embedded model beside ours."""
+    tasks = {"piqa_embedded": set(), "hellaswag_embedded": {1}}
+    evals = [
+        _record(tmp_path, {"name": "dense", "kind": "dense", "ratio": "native"}, 0.0, tasks, 0),
+        _record(tmp_path, {"name": "r1", "kind": "router", "ratio": "native"} | RUN, 0.1,
+                tasks, 0.2),
+    ]  # fmt: skip
+    build_report(evals, [], [], PAPER, tmp_path / "t", tmp_path / "f", model_name="smollm2-135m")
+    main = (tmp_path / "t" / "main.md").read_text()
+    row = next(x for x in main.splitlines() if "paper Llama-3-8B: attn/sequence" in x)
+    cells = [c.strip() for c in row.split("|")]
+    header = [c.strip() for c in main.splitlines()[2].split("|")]
+    assert cells[header.index("piqa_embedded (acc_norm, n=40)")] == "80.5"
+    assert cells[header.index("hellaswag_embedded (acc_norm, n=40)")] == "80.7"
+    assert any("paper Llama-3-8B: dense" in x for x in main.splitlines())
+    assert not any("block/" in x for x in main.splitlines())  # only the units we show
+    dense = pd.read_csv(tmp_path / "t" / "dense.csv")
+    assert list(dense["task"]) == ["piqa_embedded", "hellaswag_embedded"]
+    md = (tmp_path / "t" / "dense.md").read_text()
+    assert "66.3" in md and "40.9" in md  # the model card's PIQA and HellaSwag
+
+
+def test_the_results_readme_takes_its_numbers_from_the_tables(tmp_path):
+    from mindskip.report.readme import results_readme
+
+    tasks = {"piqa_embedded": {1, 2, 3}, "hellaswag_embedded": {1}}
+    evals = [
+        _record(tmp_path, {"name": "dense", "kind": "dense", "ratio": "native"}, 0.0, tasks, 0)
+    ]
+    root = tmp_path / "results"
+    build_report(evals, [], [], PAPER, root / "tables", root / "figures", model_name="smollm2-135m")
+    bench = root / "logs" / "benchmarks" / "eval"
+    bench.mkdir(parents=True)
+    (bench / "x.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
+    config = {"eval": {"tasks": list(tasks), "limit": 40, "num_fewshot": 0}}
+    text = results_readme(root, config, "smollm2-135m")
+    dense = pd.read_csv(root / "tables" / "dense.csv").set_index("task")["value"]
+    piqa = 100 * dense["piqa_embedded"]
+    assert f"- PIQA: ours {piqa:.1f}, published 66.3 ({piqa - 66.3:+.1f} points)." in text
+    assert "| eval | 1 | 12 |" in text  # job seconds per stage, from the benchmark TSVs
+    assert "`piqa_embedded` (40 items)" in text and "0-shot" in text
+    assert "git show c8a2c95" in text  # where the removed BIG-bench results still are

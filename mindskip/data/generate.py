@@ -11,7 +11,7 @@ Cost on a CPU is prefill-bound with long, padded prompts (``shared/OFFLINE.md``)
 prompts longer than ``max_prompt_tokens`` are left out (never cut: a cut question is not a
 question), and prompts are batched in order of length, so a batch pads little. The output
 keeps the input order. The prompts should come from records that cannot overlap the
-evaluation (the embedded set's held-out BIG-bench tasks: ``training_records("embedded")``).
+evaluation (the embedded training sources: ``training_records("embedded")``).
 """
 
 from __future__ import annotations

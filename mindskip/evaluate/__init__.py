@@ -18,8 +18,6 @@ from typing import Any
 
 _EXPORTS = {
     "suites": [
-        "ALL_EMBEDDED_TASKS",
-        "EMBEDDED_TASKS",
         "PAPER_TASKS",
         "Suite",
         "SuiteUnavailableError",

@@ -32,13 +32,15 @@ def build_suite(
     limit: int | None = None,
     tasks: Sequence[str] | None = None,
     task_limits: dict[str, int] | None = None,
+    num_fewshot: int | dict[str, int] | None = None,
 ) -> Suite:
-    """A suite by name; ``limit`` for every task, then ``task_limits`` per task."""
+    """A suite by name; ``limit`` for every task, then ``task_limits`` per task;
+    ``num_fewshot`` (``None``: the paper's per task; an integer; or per task)."""
     if name == "embedded":
         kw = {} if limit is None else {"limit": limit}
-        suite = embedded_suite(tasks_dir, tasks=tasks, **kw)
+        suite = embedded_suite(tasks_dir, tasks=tasks, num_fewshot=num_fewshot, **kw)
     elif name == "paper":
-        suite = paper_suite(limit=limit, tasks=tasks)
+        suite = paper_suite(limit=limit, tasks=tasks, num_fewshot=num_fewshot)
     else:
         raise ValueError(f"unknown suite {name!r}; choose 'embedded' or 'paper'")
     if task_limits:
@@ -113,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TASK=N",
         help="items for one task (overrides --limit); repeatable",
     )
+    p.add_argument(
+        "--num-fewshot", type=int, default=None, help="shots for every task (default: paper's)"
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--routers", default=None, help="router folder (mindskip.save_routers)")
     p.add_argument("--method", default=None, help="method name for the record")
@@ -138,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.suite,
         tasks_dir=a.tasks_dir,
         limit=a.limit,
+        num_fewshot=a.num_fewshot,
         tasks=a.tasks,
         task_limits=dict(a.task_limit),
     )

@@ -1,11 +1,16 @@
-"""Held-out evaluation items: contexts in the evaluation's own format that are never scored.
+"""Calibration items: contexts in the evaluation's own format that are never scored.
 
 A router decides on what it reads, so a threshold fitted on instruction records can realise
-a different skip ratio on evaluation prompts (measured on the default run: 0.054 realised
-for 0.125 requested). :func:`heldout_contexts` gives the contexts (lm-eval's
-``fewshot_context``: the same few-shot examples and template the scoring uses) of the items
-of a suite's tasks that its seeded subset leaves out, to calibrate thresholds on. A task
-that is scored whole (no ``limit``, or fewer items than it) gives none.
+a different skip ratio on evaluation prompts (measured on an earlier default run: 0.054
+realised for 0.125 requested). :func:`heldout_contexts` gives contexts (lm-eval's
+``fewshot_context``: the same few-shot examples and template the scoring uses) of items
+that are never scored:
+
+- the task's own ``calibration`` part where it has one (every embedded task:
+  :mod:`mindskip.data.tasks` carves it, fixed and disjoint from the scored items and the
+  few-shot pool);
+- else (lm-eval's built-in tasks) the items of the scored split that the suite's seeded
+  subset leaves out; a task that is scored whole gives none.
 """
 
 from __future__ import annotations
@@ -16,42 +21,63 @@ from typing import Any
 from .runner import _load_task, _samples_for, _task_manager
 from .suites import Suite, check_suite_available
 
+CALIBRATION = "calibration"
+
+
+def _calibration_docs(task: Any) -> list[dict[str, Any]] | None:
+    """The task's ``calibration`` split, processed as its scored docs are; None if none."""
+    dataset = getattr(task, "dataset", None)
+    if dataset is None or CALIBRATION not in dataset:
+        return None
+    docs = dataset[CALIBRATION]
+    process = getattr(task.config, "process_docs", None)
+    return list(process(docs) if process is not None else docs)
+
 
 def heldout_contexts(suite: Suite, count: int, seed: int) -> list[dict[str, Any]]:
-    """Up to ``count`` contexts ``{"task", "doc_id", "text"}`` of unscored items, drawn
-    round-robin over the tasks (seeded), so every task with held-out items is represented.
-    Raises ``ValueError`` when no task has any."""
+    """Up to ``count`` contexts ``{"task", "doc_id", "part", "text"}`` of never-scored
+    items, drawn round-robin over the tasks (seeded), so every task with such items is
+    represented. Raises ``ValueError`` when no task has any."""
     check_suite_available(suite)
     tm = _task_manager(suite)
-    pools: list[tuple[str, Any, int, list[int]]] = []
+    pools: list[tuple[str, Any, int, str, list[Any], list[int]]] = []
     for spec in suite.tasks:
         _, leaves = _load_task(tm, spec, seed)
         scored = _samples_for(spec, leaves, seed)
         for name, task in sorted(leaves.items()):
-            n = len(task.eval_docs)
-            used = set(scored[name]) if name in scored else set(range(n))
-            free = [i for i in range(n) if i not in used]
+            docs = _calibration_docs(task)
+            if docs is not None:
+                part, free = CALIBRATION, list(range(len(docs)))
+            else:
+                docs, part = list(task.eval_docs), "unscored"
+                used = set(scored[name]) if name in scored else set(range(len(docs)))
+                free = [i for i in range(len(docs)) if i not in used]
             random.Random(f"{seed}:{name}").shuffle(free)
             if free:
-                pools.append((name, task, spec.num_fewshot or 0, free))
+                pools.append((name, task, spec.num_fewshot or 0, part, docs, free))
     if not pools:
         raise ValueError(
-            f"suite {suite.name!r}: every item of every task is scored, none is held out "
-            "(set eval.limit, or baselines.calibration_text: records)"
+            f"suite {suite.name!r}: no task has a calibration part, and every item of every "
+            "task is scored (set eval.limit, or baselines.calibration_text: records)"
         )
     out: list[dict[str, Any]] = []
     depth = 0
-    while len(out) < count and any(depth < len(p[3]) for p in pools):
-        for name, task, shots, free in pools:
+    while len(out) < count and any(depth < len(p[5]) for p in pools):
+        for name, task, shots, part, docs, free in pools:
             if depth < len(free) and len(out) < count:
-                out.append(_context(name, task, shots, free[depth], seed))
+                out.append(_context(name, task, shots, part, docs, free[depth], seed))
         depth += 1
     return out
 
 
-def _context(name: str, task: Any, shots: int, doc_id: int, seed: int) -> dict[str, Any]:
+def _context(
+    name: str, task: Any, shots: int, part: str, docs: list[Any], doc_id: int, seed: int
+) -> dict[str, Any]:
     task.set_fewshot_seed(seed=seed)
-    text = task.fewshot_context(task.eval_docs[doc_id], shots)
+    text = task.fewshot_context(docs[doc_id], shots)
+    if isinstance(text, list):  # one context per choice (WinoGrande): the gold one
+        gold = task.doc_to_text(docs[doc_id])  # lm-eval's multiple-input: the gold index
+        text = text[gold if isinstance(gold, int) and 0 <= gold < len(text) else 0]
     if not isinstance(text, str):
         raise TypeError(f"{name}: lm-eval gave a {type(text).__name__} context, not a string")
-    return {"task": name, "doc_id": doc_id, "text": text}
+    return {"task": name, "doc_id": doc_id, "part": part, "text": text}

@@ -8,7 +8,7 @@ imports the registration (:class:`mindskip.evaluate.hflm.MindSkipLM`, registered
 
     python -m mindskip.evaluate.lm_eval_cli --model mindskip \\
         --model_args pretrained=embedded,routers=results/routers/<run>,route_on=prompt \\
-        --tasks bb_social_iqa --include_path results/assets/tasks --device cpu
+        --tasks piqa_embedded --include_path results/assets/tasks --device cpu
 
 ``mindskip-lm-eval`` (a console script of the package) is the same command. From Python,
 ``import mindskip.evaluate.hflm`` registers the model for

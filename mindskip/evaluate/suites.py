@@ -5,8 +5,9 @@ Two suites:
 * ``paper``: the paper's nine lm-eval built-in tasks with its few-shot counts and metrics
   (``eval_settings.csv``). They need the Hugging Face hub or a pre-filled cache;
   :func:`check_suite_available` fails in well under a second when neither is there.
-* ``embedded``: local task files written by :mod:`mindskip.data.tasks` (BIG-bench stand-ins
-  for the paper's tasks, MMLU, optionally GSM8K). They run with no hub at all.
+* ``embedded``: the same tasks (and a few more that a 135M model scores above chance) as
+  local task files written by :mod:`mindskip.data.tasks`: lm-eval's own definitions on
+  data from pinned registry packages. They run with no hub at all.
 
 This module imports neither torch nor lm_eval, so a job can check a suite before it loads
 a model.
@@ -40,7 +41,8 @@ class TaskSpec:
     """One task of a suite, and how it is scored.
 
     Attributes:
-        task: lm-eval task (or group) name, e.g. ``"arc_challenge"`` or ``"bb_physics"``.
+        task: lm-eval task (or group) name, e.g. ``"arc_challenge"`` or
+            ``"arc_challenge_embedded"``.
         num_fewshot: few-shot examples per item.
         metric: the metric reported (``acc``, ``acc_norm``, ``exact_match``).
         label: short display name (the paper's name where there is one).
@@ -154,47 +156,59 @@ PAPER_TASKS: tuple[TaskSpec, ...] = (
 )
 
 
-def paper_suite(limit: int | None = None, tasks: Sequence[str] | None = None) -> Suite:
+def paper_suite(
+    limit: int | None = None,
+    tasks: Sequence[str] | None = None,
+    num_fewshot: int | Mapping[str, int] | None = None,
+) -> Suite:
     """The paper's tasks (``eval_settings.csv``) as lm-eval built-in tasks (needs a hub).
 
-    ``limit`` applies per leaf task (for the ``mmlu`` group: per subject).
+    ``limit`` applies per leaf task (for the ``mmlu`` group: per subject); ``num_fewshot``
+    as in :func:`embedded_suite`.
     """
     suite = Suite("paper", PAPER_TASKS, include_path=None, needs_hub=True)
     if tasks is not None:
         suite = suite.select(tasks)
+    if num_fewshot is not None:
+        specs = tuple(t.replace(num_fewshot=_fewshot(t, num_fewshot)) for t in suite.tasks)
+        suite = dataclasses.replace(suite, tasks=specs)
     return suite.with_limit(limit) if limit is not None else suite
 
 
 # --------------------------------------------------------------------------- embedded
-_ACC_LABELS = "the answer is one of a few fixed label words, as BoolQ/RTE/WinoGrande (acc)"
-_ACC_NORM_TEXT = "answers are free text of differing length, as ARC/OBQA/PIQA (acc_norm)"
-EMBEDDED_TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec("bb_social_iqa", 0, "acc_norm", "SocialIQA (BB)", note=_ACC_NORM_TEXT),
-    TaskSpec("bb_winowhy", 0, "acc", "WinoWhy (BB)", note=_ACC_LABELS),
-    TaskSpec("bb_strategyqa", 0, "acc", "StrategyQA (BB)", note=_ACC_LABELS),
-    TaskSpec("bb_epistemic_reasoning", 0, "acc", "Epistemic (BB)", note=_ACC_LABELS),
-    TaskSpec("bb_physics", 0, "acc_norm", "Physics (BB)", note=_ACC_NORM_TEXT),
-    TaskSpec("bb_physical_intuition", 0, "acc_norm", "PhysIntuition (BB)", note=_ACC_NORM_TEXT),
-    TaskSpec("bb_timedial", 0, "acc_norm", "TimeDial (BB)", note=_ACC_NORM_TEXT),
-    TaskSpec("bb_general_knowledge", 0, "acc_norm", "GeneralKnow (BB)", note=_ACC_NORM_TEXT),
-    TaskSpec(
-        "mmlu_embedded",
-        5,
-        "acc",
-        "MMLU",
-        note="paper setting: 5-shot acc, few-shot = first 5 of the dev split (first_n)",
-    ),
-)
-GSM8K_EMBEDDED = TaskSpec(
-    "gsm8k_embedded",
-    5,
-    "exact_match",
-    "GSM8K",
-    filter="strict-match",
-    chance=0.0,
-    note="paper setting: 5-shot exact_match; generation, slow on CPU, not in the default list",
-)
-ALL_EMBEDDED_TASKS: tuple[TaskSpec, ...] = (*EMBEDDED_TASKS, GSM8K_EMBEDDED)
+FewShot = int | Mapping[str, int] | None
+
+
+def _embedded_spec(name: str) -> TaskSpec:
+    """The spec of a local task: a catalog task (the paper's few-shot count and metric),
+    or ``bb_<task>`` from a local BIG-bench folder (zero-shot, ``acc_norm``)."""
+    from ..data.bigbench import BIGBENCH_PREFIX
+    from ..data.tasks import lookup
+
+    if name.startswith(BIGBENCH_PREFIX):
+        return TaskSpec(name, 0, "acc_norm", f"{name[len(BIGBENCH_PREFIX) :]} (BB)")
+    task = lookup(name)
+    if name != task.name:
+        raise ValueError(f"embedded tasks are named <lm-eval task>_embedded: {task.name!r}")
+    gen = task.metric == "exact_match"
+    note = "the paper's setting" if task.paper else "not in the paper; lm-eval's metric"
+    return TaskSpec(
+        task.name,
+        task.paper_fewshot,
+        task.metric,
+        task.label,
+        filter="strict-match" if gen else "none",
+        chance=0.0 if gen else None,
+        note=f"{note}: {task.paper_fewshot}-shot {task.metric}",
+    )
+
+
+def _fewshot(spec: TaskSpec, num_fewshot: FewShot) -> int:
+    if num_fewshot is None:
+        return spec.num_fewshot
+    if isinstance(num_fewshot, int):
+        return num_fewshot
+    return int(num_fewshot.get(spec.task, spec.num_fewshot))
 
 
 def embedded_suite(
@@ -203,21 +217,31 @@ def embedded_suite(
     limit: int | None = DEFAULT_EMBEDDED_LIMIT,
     tasks: Sequence[str] | None = None,
     seed: int = 1234,
+    num_fewshot: FewShot = None,
 ) -> Suite:
     """The offline suite over the task files in ``tasks_dir`` (``mindskip.data`` writes them).
 
-    ``tasks`` picks from :data:`ALL_EMBEDDED_TASKS` (default: all but GSM8K); ``limit``
-    items per task, chosen by the seeded ``"spread"`` order (the MMLU file is sorted by
-    subject, so its first 100 items would be one subject).
+    ``tasks`` are local task names (default: the paper's tasks but GSM8K); ``limit`` items
+    per task, a seeded spread of the scored part. ``num_fewshot``: ``None`` keeps each
+    task's paper setting; an integer sets every task; a mapping sets the tasks it names.
     """
-    known = {t.task: t for t in ALL_EMBEDDED_TASKS}
-    names = [t.task for t in EMBEDDED_TASKS] if tasks is None else list(tasks)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"unknown embedded tasks {unknown}; known: {sorted(known)}")
-    specs = tuple(known[n].replace(limit=limit) for n in names)
+    from ..data.tasks import CATALOG, PAPER_TASKS
+
+    if tasks is None:
+        tasks = [CATALOG[k].name for k in PAPER_TASKS if k != "gsm8k"]
+    specs = []
+    for name in tasks:
+        try:
+            spec = _embedded_spec(name)
+        except KeyError as e:
+            raise ValueError(f"unknown embedded task {name!r}: {e.args[0]}") from None
+        specs.append(spec.replace(limit=limit, num_fewshot=_fewshot(spec, num_fewshot)))
     return Suite(
-        "embedded", specs, include_path=str(Path(tasks_dir).resolve()), needs_hub=False, seed=seed
+        "embedded",
+        tuple(specs),
+        include_path=str(Path(tasks_dir).resolve()),
+        needs_hub=False,
+        seed=seed,
     )
 
 
@@ -290,7 +314,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _local_data_files(yaml_path: Path) -> list[str]:
-    """The ``dataset_kwargs.data_files`` paths of a local task YAML (json datasets)."""
+    """The files a local task YAML names: its ``dataset_kwargs.data_files`` and the
+    lm-eval YAML it ``include``\ s by absolute path."""
     import yaml
 
     try:
@@ -299,9 +324,28 @@ def _local_data_files(yaml_path: Path) -> list[str]:
         return []
     files = (cfg.get("dataset_kwargs") or {}).get("data_files") or {}
     values = files.values() if isinstance(files, dict) else [files]
-    out = []
+    include = cfg.get("include")
+    out = [include] if isinstance(include, str) and Path(include).is_absolute() else []
     for v in values:
         out += [str(x) for x in (v if isinstance(v, list) else [v])]
+    return out
+
+
+def _task_yamls(root: Path, suite: Suite) -> list[Path]:
+    """Each task's YAML, and for a group (``task:`` a list) its members' YAML too."""
+    import yaml
+
+    out = []
+    for t in suite.tasks:
+        path = root / f"{t.task}.yaml"
+        out.append(path)
+        try:
+            cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            continue
+        members = cfg.get("task") if "group" in cfg else None
+        if isinstance(members, list):
+            out += [root / f"{m}.yaml" for m in members if (root / f"{m}.yaml").is_file()]
     return out
 
 
@@ -321,13 +365,14 @@ def check_suite_available(suite: Suite, *, timeout: float = 3.0) -> None:
                 f"({'folder absent' if not root.is_dir() else missing}). "
                 "Build them with `python -m mindskip.data prepare --out results/assets`."
             )
-        absent = [p for t in suite.tasks for p in _local_data_files(root / f"{t.task}.yaml")]
+        absent = [p for y in _task_yamls(root, suite) for p in _local_data_files(y)]
         absent = [p for p in absent if not Path(p).is_file()]
         if absent:
             raise SuiteUnavailableError(
-                f"suite {suite.name!r}: the task YAML in {root} name data files that do not "
-                f"exist ({absent[:3]}; task YAML holds absolute paths, so a copied folder "
-                "must be rebuilt). Run `python -m mindskip.data prepare --out results/assets`."
+                f"suite {suite.name!r}: the task YAML in {root} name files that do not "
+                f"exist ({absent[:3]}; task YAML holds absolute paths to the data and to "
+                "lm-eval's own YAML, so a copied folder or a new lm-eval must be rebuilt). "
+                "Run `python -m mindskip.data prepare --out results/assets`."
             )
     if not suite.needs_hub:
         return

@@ -31,6 +31,7 @@ from .figures import (
 )
 from .tables import (
     PAPER_MODEL,
+    dense_table,
     layers_table,
     main_table,
     speed_table,
@@ -40,7 +41,17 @@ from .tables import (
     write_table,
 )
 
-TABLES = ("main", "sweep", "claims", "metrics", "layers", "training", "speed", "paper_main")
+TABLES = (
+    "main",
+    "sweep",
+    "claims",
+    "metrics",
+    "layers",
+    "training",
+    "speed",
+    "dense",
+    "paper_main",
+)
 FIGURES = ("quality_vs_skip", "pareto", "layer_skip", "training_curves")
 
 __all__ = [
@@ -133,6 +144,13 @@ def build_report(
         f"Speed per regime ({tag}): speedup over dense in the same process with its 95% CI, "
         "the hand-removed ceiling's, the skip ratio on the profiled vs the scored inputs.",
     )
+    published = _published(paper_dir, model_name)
+    table(
+        dense_table(ev, published),
+        "dense",
+        f"The dense model ({tag}) per task, with the scores its authors published for it "
+        "(resources/published/; their setting differs from ours where the row says so).",
+    )
     table(paper_main, "paper_main", "The paper's main table (Llama-3-8B), for reference.")
 
     for fn, args in (
@@ -144,6 +162,12 @@ def build_report(
         paths, _ = fn(*args, figures_dir, tag)
         written["figures"] += [str(p) for p in paths]
     return written
+
+
+def _published(paper_dir: Path, model_name: str) -> pd.DataFrame | None:
+    """``resources/published/<model name>.csv`` (beside ``resources/paper``), if any."""
+    path = paper_dir.parent / "published" / f"{model_name}.csv"
+    return pd.read_csv(path) if model_name and path.is_file() else None
 
 
 def _claims_tables(analysis, tables_dir: Path, tag: str, written: dict) -> None:

@@ -104,6 +104,7 @@ def eval_frame(runs: Sequence[EvalRun], analysis: Analysis) -> pd.DataFrame:
                     "stderr": row["stderr"],
                     "n": row["n"],
                     "chance": row.get("chance"),
+                    "num_fewshot": row.get("num_fewshot"),
                     "task_skip_ratio": r.realised if skip is None else skip,
                 }
             else:

@@ -188,7 +188,7 @@ def main_table(
         row: dict[str, Any] = {
             "method": first["method"],
             "unit": "dense" if kind in ("dense", "lora") else first["unit"],
-            "routing": first["routing"] or "",
+            "routing": "" if _missing(first["routing"]) else first["routing"],
             "skip ratio": f"{first['realised_skip_ratio']:.3f}",
         }
         for _, t in g[g["task"] != POOLED].iterrows():
@@ -207,7 +207,91 @@ def main_table(
             row["paper Δ vs dense"] = f"{p['avg'] - paper_dense:+.1f}"
             row["paper speedup"] = f"{p['speedup']:.2f}x"
         rows.append(row)
+    rows += _paper_rows(native, rows, paper_base)
     return native.drop(columns=["path"]), pd.DataFrame(rows)
+
+
+def task_key(task: str) -> str:
+    """lm-eval's built-in name of a scored task (``arc_challenge_embedded`` ->
+    ``arc_challenge``): the paper's tables name tasks so."""
+    return task[: -len("_embedded")] if task.endswith("_embedded") else task
+
+
+def _paper_rows(
+    native: pd.DataFrame, ours: list[dict[str, Any]], paper_base: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """The paper's rows for the units and routings we show, each task's number under our
+    column of the same task (the paper's tasks we do not score are left out; its average
+    over them is recomputed over the tasks shown)."""
+    tasks = native[native["task"] != POOLED].drop_duplicates("task")
+    columns = {
+        task_key(t["task"]): f"{t['label']} ({t['metric']}, n={t['n']})"
+        for _, t in tasks.iterrows()
+        if task_key(t["task"]) in paper_base.columns
+    }
+    if not columns:
+        return []
+    shown = {(r["unit"], r["routing"]) for r in ours}
+    out = []
+    for _, p in paper_base.iterrows():
+        routing = "" if pd.isna(p["routing"]) else p["routing"]
+        if (p["unit"], routing) not in shown:
+            continue
+        row: dict[str, Any] = {
+            "method": f"paper {PAPER_MODEL}: {p['unit']}" + (f"/{routing}" if routing else ""),
+            "unit": p["unit"],
+            "routing": routing,
+        }
+        row |= {col: f"{float(p[key]):.1f}" for key, col in columns.items()}
+        row["pooled"] = f"{sum(float(p[k]) for k in columns) / len(columns):.1f} (mean)"
+        out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------- dense
+def dense_table(
+    evals: pd.DataFrame, published: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dense model's score per task next to the scores its authors published
+    (``resources/published/<model>.csv``), as a check on the data and the task files."""
+    dense = evals[(evals["kind"] == "dense") & (evals["ratio"] == "native")]
+    dense = dense[dense["task"] != POOLED]
+    numeric = dense.drop(columns=["path"]).copy()
+    rows = []
+    pub = published if published is not None else pd.DataFrame(columns=["model", "task"])
+    for _, t in dense.iterrows():
+        key = task_key(t["task"])
+        rows.append(
+            {
+                "task": t["label"],
+                "metric": t["metric"],
+                "shots": "" if _missing(t.get("num_fewshot")) else int(t["num_fewshot"]),
+                "n": int(t["n"]),
+                "ours (dense)": pm(t["value"], t["stderr"]),
+                "chance": pct(t["chance"]),
+                **_published_cells(pub, key, dense),
+            }
+        )
+    return numeric, pd.DataFrame(rows)
+
+
+def _published_cells(pub: pd.DataFrame, key: str, dense: pd.DataFrame) -> dict[str, str]:
+    """The published number for one task key (ARC is published as the mean of ARC-E and
+    ARC-C: ours is that mean when both are scored)."""
+    lookup_key = "arc" if key in ("arc_easy", "arc_challenge") else key
+    out = {}
+    for model, g in pub[pub["task"] == lookup_key].groupby("model", sort=True):
+        p = g.iloc[0]
+        value = f"{float(p['value']):.1f}"
+        if lookup_key == "arc":
+            both = dense[dense["task"].map(task_key).isin(["arc_easy", "arc_challenge"])]
+            if len(both) == 2:
+                value += f" (ours, mean of ARC-E and ARC-C: {pct(both['value'].mean())})"
+            else:
+                value += " (ARC-E and ARC-C averaged)"
+        out[f"published: {model}"] = value
+        out[f"setting ({model})"] = p["setting"]
+    return out
 
 
 # ----------------------------------------------------------------------------- sweep

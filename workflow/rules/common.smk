@@ -6,6 +6,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from mindskip.data.prepare import check_assets_config, check_eval_tasks
+from mindskip.data.packages import AssetPackageError
 from mindskip.plan import NATIVE, canonical, is_generated, plan
 from mindskip.report import FIGURES, TABLES
 from mindskip.schema import SCHEMA_PATH
@@ -15,15 +17,24 @@ from mindskip.sources import ModelSourceError, check_model_source
 validate(config, str(SCHEMA_PATH))
 config.update(canonical(dict(config)))
 
+try:
+    check_eval_tasks(config["eval"]["suite"], config["eval"]["tasks"], config["assets"])
+except ValueError as e:
+    raise WorkflowError(f"mindskip: {e}") from None
 PLAN = plan(config)
 
 
 def check_source_or_stop() -> None:
     """Called by ``onstart`` (not on dry runs): stop before any job starts when no job
-    could load the model, with the reason in one line."""
+    could load the model, or when an asset package the assets are built from is missing,
+    with the reason in one line."""
     try:
         check_model_source(config["model"]["source"])
-    except ModelSourceError as e:
+        a = config["assets"]
+        check_assets_config(
+            a["tasks"], a["train_sources"], model=config["model"]["source"] == "embedded"
+        )
+    except (ModelSourceError, AssetPackageError) as e:
         logger.error(f"mindskip: {e}")
         raise WorkflowError(str(e)) from None
 PATHS = PLAN.paths
@@ -118,7 +129,8 @@ def calibration_text_settings() -> dict:
     (its held-out items), or the records' split."""
     if config["baselines"]["calibration_text"] == "eval":
         e = config["eval"]
-        return {k: e[k] for k in ("suite", "tasks", "limit", "seed")}
+        keys = ("suite", "tasks", "limit", "task_limits", "seed", "num_fewshot")
+        return {k: e.get(k) for k in keys}
     data = config["datasets"][config["baselines"]["calibration_data"]]
     return {"data": data, "split": split_settings()}
 
@@ -162,6 +174,12 @@ def lora_outputs() -> list[str]:
 
 
 PAPER_DIR = str(Path(workflow.basedir).parent / "resources" / "paper")
+
+
+def published_inputs() -> list[str]:
+    """The scores published for the model (the dense table puts them beside ours), if any."""
+    path = Path(PAPER_DIR).parent / "published" / f"{config['model']['name']}.csv"
+    return [str(path)] if path.is_file() else []
 
 
 def report_outputs() -> list[str]:

@@ -7,6 +7,7 @@ rule report:
         profiles=profile_outputs(),
         metrics=metrics_outputs(),
         paper=workflow.source_path("../../resources/paper/main_results.csv"),
+        published=published_inputs(),
     output:
         tables=[f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")],
         pdfs=[f"{R}/figures/{f}.pdf" for f in FIGURES],

@@ -20,7 +20,13 @@ log_to_file(sm.log[0])
 set_threads(sm.threads)
 b, t, m = sm.params.baselines, sm.params.texts, sm.params.model
 if b["calibration_text"] == "eval":
-    suite = build_suite(t["suite"], limit=t["limit"], tasks=t["tasks"])
+    suite = build_suite(
+        t["suite"],
+        limit=t["limit"],
+        tasks=t["tasks"],
+        task_limits=t.get("task_limits"),
+        num_fewshot=t.get("num_fewshot"),
+    )
     texts = [c["text"] for c in heldout_contexts(suite, 2 * b["calibration_samples"], t["seed"])]
     fit, check = texts[0::2], texts[1::2]
 else:

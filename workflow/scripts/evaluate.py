@@ -15,7 +15,13 @@ sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 set_threads(sm.threads)
 e, m = sm.params.eval, sm.params.model
-suite = build_suite(sm.wildcards.suite, limit=e["limit"], tasks=e["tasks"])
+suite = build_suite(
+    sm.wildcards.suite,
+    limit=e["limit"],
+    tasks=e["tasks"],
+    task_limits=e.get("task_limits"),
+    num_fewshot=e.get("num_fewshot"),
+)
 check_suite_available(suite)  # before the model loads
 spec, meta = resolve(sm.params.method, dict(sm.input.items()))
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))

@@ -10,10 +10,9 @@ log_to_file(sm.log[0])
 a = sm.params.assets
 prepare_assets(
     Path(sm.output.manifest).parent,
-    eval_tasks=a["eval_tasks"],
-    mmlu=a["mmlu"],
-    gsm8k=a["gsm8k"],
+    tasks=a["tasks"],
+    train_sources=a["train_sources"],
+    bigbench_tasks=a["bigbench_tasks"],
     model=sm.params.model["source"] == "embedded",
-    per_task_cap=a["per_task_cap"],
-    **({"train_tasks": a["train_tasks"]} if a.get("train_tasks") else {}),
+    per_source_cap=a["per_source_cap"],
 )

@@ -1,0 +1,182 @@
+"""``results/README.md`` written from the tables, so that no number in it is typed by hand.
+
+``python -m mindskip.report.readme --results results --model smollm2-135m`` reads the
+tables the report wrote (``tables/*.csv`` and ``*.md``), the job benchmarks
+(``logs/benchmarks/**/*.tsv``) and the fresh-clone timing (``logs/fresh_clone.json``,
+written by ``scripts/fresh_clone_run.sh``), and writes the README: how the run was made and
+how long each stage took, the dense model beside its published scores, the main table,
+the claims and the speed table. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..files import write_text
+
+PUBLISHED = Path(__file__).resolve().parents[2] / "resources" / "published" / "smollm2-135m.csv"
+BIGBENCH_COMMIT = "c8a2c957b5d6e8d59b3ed203f435b168f0518d60"  # the last BIG-bench results
+
+
+def _stage_seconds(root: Path) -> dict[str, tuple[int, float]]:
+    """(job count, summed job seconds) per rule, from Snakemake's benchmark TSVs."""
+    out: dict[str, list[float]] = defaultdict(list)
+    bench = root / "logs" / "benchmarks"
+    for tsv in sorted(bench.rglob("*.tsv")):
+        rule = tsv.relative_to(bench).parts[0].removesuffix(".tsv")
+        rule = {"baselines": "rank + calibrate"}.get(rule, rule)
+        out[rule].append(float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1]))
+    return {k: (len(v), sum(v)) for k, v in out.items()}
+
+
+def _fresh_clone(root: Path) -> dict[str, Any] | None:
+    path = root / "logs" / "fresh_clone.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _how_it_ran(root: Path, config: dict[str, Any]) -> list[str]:
+    lines = ["## How this run was made", ""]
+    fresh = _fresh_clone(root)
+    if fresh:
+        lines += [
+            f"`{fresh['command']}` on a fresh clone of commit `{fresh['commit'][:9]}` "
+            f"({fresh['machine']}), {fresh['date']}: **{fresh['seconds'] / 60:.1f} minutes "
+            f"from clone to report, install included** (install {fresh['install_seconds']:.0f} "
+            f"s). `scripts/fresh_clone_run.sh` repeats it and writes `logs/fresh_clone.json`.",
+            "",
+        ]
+    stages = _stage_seconds(root)
+    if stages:
+        lines += ["| stage | jobs | job seconds (summed; scoring runs two at a time) |"]
+        lines += ["|---|---:|---:|"]
+        for rule, (n, s) in sorted(stages.items(), key=lambda kv: -kv[1][1]):
+            lines.append(f"| {rule} | {n} | {s:.0f} |")
+        lines.append("")
+    e = config.get("eval", {})
+    limits = e.get("task_limits") or {}
+    tasks = ", ".join(f"`{t}` ({limits.get(t, e.get('limit'))} items)" for t in e["tasks"])
+    shots = e.get("num_fewshot")
+    shots_text = "the paper's few-shot counts" if shots is None else f"{shots}-shot"
+    lines += [
+        f"Scored: {tasks}, {shots_text}, routing decided on the prompt "
+        f"(`route_on: {e.get('route_on', 'prompt')}`). The config is `config.yaml`; every "
+        "result file records the settings, versions and input hashes that made it.",
+        "",
+    ]
+    return lines
+
+
+def _dense_prose(tables: Path) -> list[str]:
+    """The dense model against the published numbers, each difference computed here."""
+    path = tables / "dense.md"
+    if not path.is_file():
+        return []
+    dense = pd.read_csv(tables / "dense.csv")
+    lines = [
+        "## The dense model against its published scores",
+        "",
+        "A check on the data and the task files: the embedded SmolLM2-135M-Instruct, scored",
+        "by this pipeline, beside the numbers its authors published for it (the model card;",
+        "`resources/published/`).",
+        "",
+        path.read_text().split("\n", 2)[-1].strip(),  # the table without its caption
+        "",
+    ]
+    if not PUBLISHED.is_file():
+        return lines
+    published = pd.read_csv(PUBLISHED)
+    inst = published[published["model"] == "SmolLM2-135M-Instruct"].set_index("task")
+    keys = dense["task"].str.removesuffix("_embedded")
+    ours = dict(zip(keys, 100 * dense["value"], strict=True))
+    for key in ("hellaswag", "piqa"):
+        if key in ours and key in inst.index:
+            lines.append(
+                f"- {inst.loc[key, 'label']}: ours {ours[key]:.1f}, published "
+                f"{inst.loc[key, 'value']:.1f} ({ours[key] - inst.loc[key, 'value']:+.1f} points)."
+            )
+    have = [k for k in ("arc_easy", "arc_challenge") if k in ours]
+    if "arc" in inst.index and have:
+        mean = sum(ours[k] for k in have) / len(have)
+        note = "" if len(have) == 2 else " (one part only: not the same quantity)"
+        lines.append(
+            f"- ARC: published {inst.loc['arc', 'value']:.1f} as the mean of ARC-E and ARC-C; "
+            f"ours {mean:.1f} over {', '.join(have)}{note}."
+        )
+    lines += [
+        "",
+        "Why they differ (beside sampling error: each of our rows has its s.e.): the weights",
+        "are the 4-bit GGUF's, dequantised, not the original bf16 release; the authors score",
+        "with lighteval (per-character normalisation without the leading space, the chat",
+        "template for instruct models, bf16 on vLLM), we with lm-eval's own task definitions",
+        "(its `acc_norm`, plain text, float32 on the CPU); and we score a seeded subset of the",
+        "items, not the whole split.",
+        "",
+    ]
+    return lines
+
+
+def _section(title: str, path: Path, lead: str = "") -> list[str]:
+    if not path.is_file():
+        return []
+    return [f"## {title}", "", *([lead, ""] if lead else []), path.read_text().strip(), ""]
+
+
+def results_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
+    tables = root / "tables"
+    lines = [
+        f"# Results of the default run ({model_name}, the paper's tasks offline)",
+        "",
+        "<!-- Written by `python -m mindskip.report.readme` from the tables below it: edit",
+        "     the code, not the numbers. -->",
+        "",
+        "Everything here was written by the workflow on the default `config.yaml`. The inputs",
+        "of every table are committed beside it (`routers/`, `baselines/`, `eval/` with the",
+        "per-item logs, `profile/`, `logs/`); `python -m mindskip.report --results results`",
+        "rebuilds the tables and figures from them in seconds, without torch.",
+        "",
+        "**The BIG-bench results are gone.** Until 2026-12-06 the embedded suite scored",
+        "BIG-bench stand-ins for the paper's tasks; `bigbench==1.0.0` then left the package",
+        "registry, so those runs (this folder and `results/full/`) can no longer be rebuilt and",
+        "were removed. Their last version is in the git history (commit",
+        f"`{BIGBENCH_COMMIT[:9]}`: `git show {BIGBENCH_COMMIT[:9]}:results/README.md`). The",
+        "runs here score the paper's own tasks, through lm-eval's own task definitions.",
+        "",
+        *_how_it_ran(root, config),
+        *_dense_prose(tables),
+        *_section(
+            "Main table",
+            tables / "main.md",
+            "The paper's rows (Llama-3-8B) sit under the same task columns; they are the "
+            "paper's numbers, on an 8B model with the paper's few-shot settings.",
+        ),
+        *_section("The paper's claims", tables / "claims.md"),
+        *_section("Speed", tables / "speed.md"),
+        "Figures: `figures/` (and `report.html`); every table also as CSV and LaTeX in `tables/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    ap = argparse.ArgumentParser(prog="python -m mindskip.report.readme", description=__doc__)
+    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--config", type=Path, default=Path("config.yaml"))
+    ap.add_argument("--model", default="smollm2-135m")
+    args = ap.parse_args(argv)
+    config = yaml.safe_load(args.config.read_text())
+    write_text(args.results / "README.md", results_readme(args.results, config, args.model))
+    print(args.results / "README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

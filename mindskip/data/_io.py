@@ -18,3 +18,20 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> str:
     order), atomically; return its sha256."""
     files.write_jsonl(path, rows, sort_keys=False, compact=True)
     return sha256_file(path)
+
+
+def write_yaml(path: Path, cfg: dict[str, Any], header: str) -> None:
+    """A task YAML, atomically: ``header`` as a comment line, keys in their own order,
+    multi-line strings (prompts) as readable blocks."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, _str)
+    body = yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+    files.write_text(path, f"# {header}\n{body}")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json, sha256_file, write_json, write_jsonl
+from ._io import read_json, sha256_file, write_json, write_jsonl, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -104,40 +104,6 @@ def _base_yaml(task: str, splits: dict[str, Path]) -> dict[str, Any]:
     }
 
 
-def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
-    import yaml
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None  # multi-line prompts as readable blocks
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    _Dumper.add_representer(str, _str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# Written by mindskip.data.tasks; data paths are absolute. Do not edit.\n")
-        yaml.dump(cfg, f, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
-
-
-def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
-    import yaml
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None  # multi-line prompts as readable blocks
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    _Dumper.add_representer(str, _str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# Written by mindskip.data.tasks; data paths are absolute. Do not edit.\n")
-        yaml.dump(cfg, f, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
-
-
 def _write_splits(
     out_dir: Path, task: str, splits: dict[str, list[dict[str, Any]]]
 ) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -169,7 +135,7 @@ def write_bigbench_task(
         "metadata": {"version": 1.0},
     }
     yaml_path = out_dir / f"{name}.yaml"
-    _write_yaml(yaml_path, cfg)
+    write_yaml(yaml_path, cfg, "Written by mindskip.data.bigbench (absolute data paths).")
     return {
         "task": name,
         "yaml": str(yaml_path.resolve()),

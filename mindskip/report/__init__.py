@@ -34,6 +34,7 @@ from .tables import (
     dense_table,
     layers_table,
     main_table,
+    published_scores,
     speed_table,
     sweep_points,
     sweep_table,
@@ -144,7 +145,7 @@ def build_report(
         f"Speed per regime ({tag}): speedup over dense in the same process with its 95% CI, "
         "the hand-removed ceiling's, the skip ratio on the profiled vs the scored inputs.",
     )
-    published = _published(paper_dir, model_name)
+    published = published_scores(paper_dir, model_name)
     table(
         dense_table(ev, published),
         "dense",
@@ -162,12 +163,6 @@ def build_report(
         paths, _ = fn(*args, figures_dir, tag)
         written["figures"] += [str(p) for p in paths]
     return written
-
-
-def _published(paper_dir: Path, model_name: str) -> pd.DataFrame | None:
-    """``resources/published/<model name>.csv`` (beside ``resources/paper``), if any."""
-    path = paper_dir.parent / "published" / f"{model_name}.csv"
-    return pd.read_csv(path) if model_name and path.is_file() else None
 
 
 def _claims_tables(analysis, tables_dir: Path, tag: str, written: dict) -> None:

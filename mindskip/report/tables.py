@@ -249,6 +249,13 @@ def _paper_rows(
 
 
 # ----------------------------------------------------------------------------- dense
+def published_scores(paper_dir: str | Path, model_name: str) -> pd.DataFrame | None:
+    """``resources/published/<model name>.csv`` (beside ``resources/paper``): the scores
+    a model's authors published for it, if the file is there."""
+    path = Path(paper_dir).parent / "published" / f"{model_name}.csv"
+    return pd.read_csv(path) if model_name and path.is_file() else None
+
+
 def dense_table(
     evals: pd.DataFrame, published: pd.DataFrame | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

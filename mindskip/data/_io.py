@@ -20,6 +20,18 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> str:
     return sha256_file(path)
 
 
+def write_parts(out_dir: Path, name: str, parts: dict[str, list[dict[str, Any]]]) -> dict:
+    """Each part of a task as ``out_dir/data/<name>.<part>.jsonl``; returns
+    ``{part: {"path", "sha256", "n"}}`` (absolute paths). An empty part is refused."""
+    record = {}
+    for part, rows in parts.items():
+        if not rows:
+            raise ValueError(f"{name}: the {part} part is empty")
+        path = (Path(out_dir) / "data" / f"{name}.{part}.jsonl").resolve()
+        record[part] = {"path": str(path), "sha256": write_jsonl(path, rows), "n": len(rows)}
+    return record
+
+
 def write_yaml(path: Path, cfg: dict[str, Any], header: str) -> None:
     """A task YAML, atomically: ``header`` as a comment line, keys in their own order,
     multi-line strings (prompts) as readable blocks."""

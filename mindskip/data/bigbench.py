@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json, sha256_file, write_json, write_jsonl, write_yaml
+from ._io import read_json, sha256_file, write_json, write_parts, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,6 @@ def _base_yaml(task: str, splits: dict[str, Path]) -> dict[str, Any]:
     }
 
 
-def _write_splits(
-    out_dir: Path, task: str, splits: dict[str, list[dict[str, Any]]]
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    paths, record = {}, {}
-    for split, rows in splits.items():
-        path = (out_dir / "data" / f"{task}.{split}.jsonl").resolve()
-        record[split] = {"path": str(path), "sha256": write_jsonl(path, rows), "n": len(rows)}
-        paths[split] = path
-    return paths, record
-
-
 def write_bigbench_task(
     task: str, task_json: Path, out_dir: Path, *, source: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -124,7 +113,8 @@ def write_bigbench_task(
     if not docs:
         raise ValueError(f"bigbench task {task!r}: no usable multiple-choice examples")
     name = bigbench_task_name(task)
-    paths, splits = _write_splits(out_dir, name, {"test": docs})
+    splits = write_parts(out_dir, name, {"test": docs})
+    paths = {part: Path(f["path"]) for part, f in splits.items()}
     cfg = _base_yaml(name, paths) | {
         "output_type": "multiple_choice",
         "doc_to_text": "inputs",

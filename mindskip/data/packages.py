@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -125,15 +126,11 @@ def _from_wheel(pkg: AssetPackage, wheel: Path) -> Path:
     if not done.is_file():
         tmp = dest.with_name(dest.name + ".partial")
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp)
         with zipfile.ZipFile(wheel) as z:
             z.extractall(tmp)
         (tmp / ".complete").write_text(pkg.wheel_sha256 + "\n")
         if dest.exists():
-            import shutil
-
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     return dest / pkg.module

@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..provenance import sha256_file
 from . import olmo, packages
-from ._io import read_jsonl, write_json, write_jsonl, write_yaml
+from ._io import read_jsonl, write_json, write_parts, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,8 @@ class EmbeddedTask:
             ``gsm8k`` (the GSM8K package), or ``mmlu`` (57 subject folders).
         second: a second labelled split that holds the pool and the calibration items
             (``None``: both are carved out of ``scored``).
-        convert: how a source row becomes the row lm-eval's YAML reads (``None``: as is).
+        convert: how a row of ``scored`` becomes the row lm-eval's YAML reads (``None``: as
+            is; ``second`` is always in lm-eval's layout).
         metric: the metric reported (the paper's for the paper's tasks).
         paper_fewshot: the paper's few-shot count (``eval_settings.csv``), or lm-eval's
             usual one for tasks the paper did not score.
@@ -242,11 +242,8 @@ def _read(source: str) -> tuple[Rows, dict[str, Any]]:
     raise ValueError(f"unknown task source {source!r}")
 
 
-def _converted(task: EmbeddedTask, source: str) -> tuple[Rows, dict[str, Any]]:
+def _converted(source: str, convert: str | None) -> tuple[Rows, dict[str, Any]]:
     rows, info = _read(source)
-    # an OLMES doc needs converting; an arrow folder is already in lm-eval's layout
-    # (except BoolQ, whose package copy is google/boolq, not super_glue)
-    convert = task.convert if (source.startswith("oe:") or task.convert == "boolq") else None
     if convert:
         rows = [CONVERTERS[convert](r) for r in rows]
         info = {**info, "converted": convert}
@@ -282,7 +279,7 @@ def task_parts(task: EmbeddedTask, gsm8k_rows: Rows | None = None) -> tuple[dict
             raise ValueError("gsm8k: pass the GSM8K rows (mindskip.data.assets.load_gsm8k)")
         rows, info = gsm8k_rows, {}
     else:
-        rows, info = _converted(task, task.scored)
+        rows, info = _converted(task.scored, task.convert)
     if task.second is None:
         n_pool, n_cal = _carved_counts(len(rows))
         pool_idx, cal_idx = carve(len(rows), task.key, pool=n_pool, calibration=n_cal)
@@ -297,10 +294,11 @@ def task_parts(task: EmbeddedTask, gsm8k_rows: Rows | None = None) -> tuple[dict
         how += " -> calibration, the rest (source order) -> test"
         origin = {p: info for p in PARTS}
     else:
-        second, info2 = _converted(task, task.second)
+        second, info2 = _converted(task.second, None)  # in lm-eval's layout already
         n_cal = min(CALIBRATION_MAX, len(second) // 3)
         pool_idx, cal_idx = carve(len(second), task.key, pool=0, calibration=n_cal)
-        rest = [i for i in range(len(second)) if i not in set(cal_idx)]
+        taken = set(cal_idx)
+        rest = [i for i in range(len(second)) if i not in taken]
         parts = {
             "train": _take(second, rest),
             "test": rows,
@@ -323,17 +321,6 @@ def lm_eval_tasks_dir() -> Path:
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError("lm-eval is not installed (pip install 'lm-eval[hf]')")
     return Path(spec.origin).parent / "tasks"
-
-
-def _write_parts(out_dir: Path, name: str, parts: dict[str, Rows]) -> dict[str, dict]:
-    record = {}
-    for part in PARTS:
-        path = (out_dir / "data" / f"{name}.{part}.jsonl").resolve()
-        rows = parts[part]
-        if not rows:
-            raise ValueError(f"{name}: the {part} part is empty")
-        record[part] = {"path": str(path), "sha256": write_jsonl(path, rows), "n": len(rows)}
-    return record
 
 
 def _task_yaml(path: Path, cfg: dict[str, Any]) -> None:
@@ -366,7 +353,7 @@ def write_task(
     parts, how = task_parts(task, gsm8k[0] if gsm8k else None)
     if gsm8k is not None and task.scored == "gsm8k":
         how["from"] = {p: gsm8k[1] for p in PARTS}
-    files = _write_parts(out_dir, task.name, parts)
+    files = write_parts(out_dir, task.name, parts)
     builtin = lm_eval_tasks_dir() / task.builtin
     yaml_path = out_dir / f"{task.name}.yaml"
     _task_yaml(yaml_path, _local_yaml(task.name, builtin, files))
@@ -410,7 +397,7 @@ def write_mmlu(out_dir: Path) -> dict[str, Any]:
         for part, split in (("train", "dev"), ("test", "test"), ("calibration", "validation")):
             parts[part], origin[part] = olmo.hf_rows(f"{base}/{split}")
         name = f"mmlu{SUFFIX}_{subject}"
-        files = _write_parts(out_dir, name, parts)
+        files = write_parts(out_dir, name, parts)
         builtin = lm_eval_tasks_dir() / task.builtin.format(subject=subject)
         _task_yaml(out_dir / f"{name}.yaml", _local_yaml(name, builtin, files))
         names.append(name)
@@ -525,10 +512,6 @@ def eval_texts(jsonl_files: Sequence[Path]) -> list[str]:
         for row in read_jsonl(Path(path)):
             walk(row)
     return texts
-
-
-def files_sha256(paths: Sequence[Path]) -> dict[str, str]:
-    return {Path(p).name: sha256_file(p) for p in paths}
 
 
 def smoke_eval(

@@ -173,6 +173,7 @@ def layer_frame(runs: Sequence[EvalRun]) -> pd.DataFrame:
     rows = []
     for r in runs:
         per_task = (r.record.get("routing") or {}).get("realised_per_task") or {}
+        labels = {t["task"]: t.get("label", t["task"]) for t in r.record.get("rows", [])}
         for task, stats in sorted(per_task.items()):
             cap = (stats or {}).get("capacity_per_layer") or {}
             if not cap:
@@ -186,6 +187,7 @@ def layer_frame(runs: Sequence[EvalRun]) -> pd.DataFrame:
                         "kind": r.kind,
                         "ratio": r.ratio,
                         "task": task,
+                        "label": labels.get(task, task),
                         "layer": int(layer),
                         "skip_rate": 1.0 - float(c),
                         "dynamic_share": share.per_layer[str(layer)],

@@ -174,7 +174,8 @@ def figure_layer_skip(layers: pd.DataFrame, out_dir: Path, title: str):
         grid = sub.pivot_table(index="task", columns="layer", values="skip_rate").loc[tasks, cols]
         im = a1.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
         a1.set_xticks(range(len(cols)), [str(c) for c in cols], fontsize=7)
-        a1.set_yticks(range(len(tasks)), tasks, fontsize=7)
+        label = sub.drop_duplicates("task").set_index("task")["label"]
+        a1.set_yticks(range(len(tasks)), [label[t] for t in tasks], fontsize=7)
         a1.set_title(f"{name}: skip rate per layer", fontsize=8)
         fig.colorbar(im, ax=a1, fraction=0.03)
         share = sub.groupby("layer")["dynamic_share"].mean().reindex(cols)

@@ -39,8 +39,11 @@ class MindSkipConfig:
             gives ``lambda * relu(capacity - target)``.
         full_compute_in_training: when training with gradients, run the sublayer on
             skipped rows too and multiply by the straight-through gate, so that skipped
-            rows also send a gradient to the router (the paper's training semantics).
-            The forward values are identical either way; inference always skips for real.
+            rows also send a gradient to the router (the authors' later release,
+            Router-Tuning-Mixture-of-Depths). False: the unit runs on the executing rows
+            only, times their gate, so the LM loss reaches the router through those rows
+            (the paper-era release, Router-Tuning). The forward values are identical
+            either way; inference always skips for real.
     """
 
     unit: str = "attn"

@@ -73,6 +73,15 @@ def load_model(
     return model.eval(), tok
 
 
+def model_num_layers(path_or_id: str | Path) -> int:
+    """The decoder layers of a model, from its config alone (no weights are read)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_model_source(path_or_id))
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.num_hidden_layers)
+
+
 def describe_model(model: torch.nn.Module) -> dict[str, Any]:
     """What the model really is, for result records: ``dtype`` (of its floating weights,
     the float32 routers aside), ``device`` (where its inputs go: the input embeddings'

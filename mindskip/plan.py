@@ -6,8 +6,10 @@ Imports neither torch nor Snakemake, so planning a workflow costs milliseconds.
 
 - A :class:`Run` is one router-tuning entry of ``routers:``. Its identity is a readable
   slug plus a short hash of the whole entry, so two entries that differ in any setting
-  (lambda, penalty, objective, data, init, LoRA, ...) are two runs.
-- A :class:`LoraRun` is one LoRA-only fine-tune of ``lora:`` (the paper's LoRA table).
+  (lambda, penalty, objective, data, init, LoRA, ...) are two runs. Its display ``name``
+  (optional) is no part of it: renaming a run moves no file and reruns nothing.
+- A :class:`LoraRun` is one LoRA-only fine-tune of ``lora:`` (the paper's LoRA table); its
+  ``name`` is what ``routers:`` entries refer to, its optional ``label`` a display name.
 - A :class:`Method` is what a job scores, before its inputs are read: its kind, the run it
   derives from, and its settings. :func:`resolve` reads the input files and gives the
   typed spec (:mod:`mindskip.methods`) that evaluation and profiling apply.
@@ -27,6 +29,12 @@ from .files import read_json
 NATIVE = "native"
 KINDS = ("dense", "lora", "router", "static", "random", "pattern")
 CANDIDATES = ("routed", "all")
+# How a static drop picks its k layers: ``similarity``, the k most similar (least
+# important) of a ranking file; ``last``, the last k candidates (no ranking needed).
+RANKINGS = ("similarity", "last")
+# The display names of ``routers:`` (``name``) and ``lora:`` (``label``) entries: written into
+# the records as the method spec's ``label``, never part of a run's identity, slug or paths.
+_ROUTER_LABEL, _LORA_LABEL = "name", "label"
 # Settings of a router entry that do not change the trained routers.
 _NOT_IDENTITY = ("sweep", "ratios", "sweep_baselines")
 # Recipe settings whose value names itself in a run's slug ("-distill", not "-objectivedistill").
@@ -56,12 +64,15 @@ class LoraRun:
     """A LoRA-only fine-tune of the dense model."""
 
     slug: str
-    entry: dict[str, Any] = field(hash=False, compare=False)
+    entry: dict[str, Any] = field(hash=False, compare=False)  # without its label
+    label: str | None = field(default=None, hash=False, compare=False)
 
     @classmethod
     def of(cls, entry: Mapping[str, Any]) -> LoraRun:
+        label = entry.get(_LORA_LABEL)
+        entry = {k: v for k, v in entry.items() if k != _LORA_LABEL}
         name = f"r{entry['r']}-{entry['data']}-{entry['train_samples']}-{short_hash(entry)}"
-        return cls(slug=name, entry=dict(entry))
+        return cls(slug=name, entry=entry, label=label)
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,15 @@ class Run:
     ratios: tuple[str, ...]  # the ratios it is calibrated to (its own, else the sweep's)
     baselines: bool  # random skipping and its own pattern at those ratios
     lora: str | None  # the LoraRun slug the routers are tuned on top of
-    entry: dict[str, Any] = field(hash=False, compare=False)
+    entry: dict[str, Any] = field(hash=False, compare=False)  # without its display name
+    label: str | None = field(default=None, hash=False, compare=False)  # its display name
 
     @classmethod
     def of(
         cls, entry: Mapping[str, Any], sweep: tuple[str, ...] = (), lora: LoraRun | None = None
     ) -> Run:
+        label = entry.get(_ROUTER_LABEL)
+        entry = {k: v for k, v in entry.items() if k != _ROUTER_LABEL}
         ident = {k: v for k, v in entry.items() if k not in _NOT_IDENTITY}
         if lora is not None:
             ident["lora"] = lora.entry
@@ -102,7 +116,8 @@ class Run:
             ratios=_run_ratios(entry, sweep),
             baselines=bool(entry.get("sweep_baselines", True)),
             lora=None if lora is None else lora.slug,
-            entry=dict(entry),
+            entry=entry,
+            label=label,
         )
 
 
@@ -123,6 +138,9 @@ class Method:
     run: str | None = None  # router / random / pattern: the run; lora: the LoraRun
     candidates: str | None = None  # static: "routed" or "all"
     num_routed: int | None = None  # static over routed candidates
+    # static: how the k layers are picked (None: "similarity", so that the planned method,
+    # a job's params, stays what it was before there was a choice; the record says it)
+    ranking: str | None = None
     seed: int | None = None  # random
     train_samples: int | None = None  # router / random / pattern: the run's sample count
     lora: str | None = None  # the LoraRun the model is tuned on (lora, router, derived)
@@ -130,9 +148,14 @@ class Method:
     # under route_on=request): the claims compare standard runs; variants are shown beside
     variant: str | None = None
     route_on: str | None = None  # None: the config's eval.route_on
+    # a display name (from the run's ``name``): recorded, but no part of the job's params
+    label: str | None = field(default=None, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The planned method (a job's params): every setting but the display label."""
+        d = asdict(self)
+        d.pop("label")
+        return {k: v for k, v in d.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -186,7 +209,8 @@ class Plan:
     runs: dict[str, Run]
     loras: dict[str, LoraRun]
     methods: dict[str, Method]
-    ratios: tuple[str, ...]
+    ratios: tuple[str, ...]  # sweep.skip_ratios
+    static_ratios: tuple[str, ...]  # every ratio static drops are scored at (sweep + extra)
     eval_jobs: tuple[tuple[str, str], ...]
     profile_jobs: tuple[tuple[str, str], ...]
     paths: Paths
@@ -209,8 +233,8 @@ class Plan:
             out["routers"] = p.routers(m.run)
             if ratio != NATIVE:
                 out["calibration"] = p.calibration(m.run, ratio)
-        elif m.kind == "static":
-            out["ranking"] = p.ranking(m.unit)
+        elif m.kind == "static" and (m.ranking or "similarity") == "similarity":
+            out["ranking"] = p.ranking(m.unit)  # last-k needs no ranking
         elif m.kind in ("random", "pattern"):
             out["reference"] = p.eval(m.run, ratio)  # the router's scores on the same items
         if run is not None and run.lora is not None:
@@ -221,46 +245,74 @@ class Plan:
         """What a job records about its method (JSON-able, canonical key order)."""
         return canonical({**self.method(name).to_dict(), "ratio": ratio})
 
+    def label(self, name: str) -> str | None:
+        """A method's display name (None: none given; the report describes its settings).
+        Rules pass it as a param derived from the output (untracked), so editing a name in
+        the config reruns nothing; a record written before keeps the name it was run under."""
+        return self.method(name).label
+
 
 def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, LoraRun]):
     b = config["baselines"]
     out = {"dense": Method("dense", "dense")}
-    out |= {f"lora-{s}": Method(f"lora-{s}", "lora", run=s, lora=s) for s in loras}
+    out |= {
+        f"lora-{s}": Method(f"lora-{s}", "lora", run=s, lora=s, label=lr.label)
+        for s, lr in loras.items()
+    }
     variants = {r.slug: _variant(r.entry, b["calibration_data"]) for r in runs.values()}
     for r in runs.values():
         n, v = int(r.entry["train_samples"]), variants[r.slug]
         out[r.slug] = Method(
-            r.slug, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora, variant=v
-        )
+            r.slug, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora,
+            variant=v, label=r.label,
+        )  # fmt: skip
         if config["eval"].get("also_request") and config["eval"]["route_on"] != "request":
             name = f"request-{r.slug}"
             out[name] = Method(
                 name, "router", r.unit, r.routing, r.slug, train_samples=n, lora=r.lora,
                 variant=",".join(x for x in (v, "request") if x), route_on="request",
+                label=_derived(r.label, "route_on=request"),
             )  # fmt: skip
     swept = [r for r in runs.values() if r.ratios]
     for unit in b["static_units"]:
-        for cand in b["static_candidates"]:
-            if cand == "all":
-                out[f"drop-{unit}-all"] = Method(
-                    f"drop-{unit}-all", "static", unit, candidates=cand
-                )
-            for n in sorted({r.num_routed for r in swept}) if cand == "routed" else []:
-                name = f"drop-{unit}-n{n}"
-                out[name] = Method(name, "static", unit, candidates=cand, num_routed=n)
+        for ranking in b.get("static_rankings", ["similarity"]):
+            for cand in b["static_candidates"]:
+                out |= _static_methods(unit, ranking, cand, swept)
     for r in (r for r in swept if r.baselines):
         for s in b["random_seeds"]:
             name = f"random{s}-{r.slug}"
             out[name] = Method(
                 name, "random", r.unit, run=r.slug, seed=int(s), lora=r.lora,
-                variant=variants[r.slug],
+                variant=variants[r.slug], label=_derived(r.label, f"random skipping, seed {s}"),
             )  # fmt: skip
         if b["router_pattern"]:
             name = f"pattern-{r.slug}"
             out[name] = Method(
-                name, "pattern", r.unit, run=r.slug, lora=r.lora, variant=variants[r.slug]
-            )
+                name, "pattern", r.unit, run=r.slug, lora=r.lora, variant=variants[r.slug],
+                label=_derived(r.label, "static pattern"),
+            )  # fmt: skip
     return out
+
+
+def _static_methods(unit: str, ranking: str, cand: str, swept: list[Run]) -> dict[str, Method]:
+    """Static drop of ``unit`` over one candidate set: ``drop-<unit>-all`` /
+    ``drop-<unit>-n<n>`` (similarity ranking, the names from before there was a choice),
+    ``last-<unit>-all`` / ``last-<unit>-n<n>`` (the last k candidates)."""
+    prefix = "drop" if ranking == "similarity" else ranking
+    how = None if ranking == "similarity" else ranking  # see Method.ranking
+    if cand == "all":
+        name = f"{prefix}-{unit}-all"
+        return {name: Method(name, "static", unit, candidates=cand, ranking=how)}
+    out = {}
+    for n in sorted({r.num_routed for r in swept}):  # every routed range a swept run has
+        name = f"{prefix}-{unit}-n{n}"
+        out[name] = Method(name, "static", unit, candidates=cand, num_routed=n, ranking=how)
+    return out
+
+
+def _derived(label: str | None, what: str) -> str | None:
+    """A derived method's label: ``"<run name>: <what>"`` (None: the run has no name)."""
+    return None if label is None else f"{label}: {what}"
 
 
 def _variant(entry: Mapping[str, Any], standard_data: str) -> str | None:
@@ -276,26 +328,30 @@ def _variant(entry: Mapping[str, Any], standard_data: str) -> str | None:
 
 
 def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str, Run]):
-    """Every method natively where it has a native form; static drop at every swept ratio;
-    a run and what derives from it at that run's ratios."""
+    """Every method natively where it has a native form; static drop at every swept ratio
+    and at ``baselines.static_ratios``; a run and what derives from it at that run's ratios.
+    ``profile.ratios: null`` profiles every ratio a static drop is scored at."""
     ratios = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
+    extra = [fmt_ratio(r) for r in config["baselines"].get("static_ratios", [])]
+    static = tuple(sorted(set(ratios) | set(extra), key=float))
     evals = [(n, NATIVE) for n, m in methods.items() if m.kind in ("dense", "lora", "router")]
     for n, m in methods.items():
         if m.kind == "static":
-            evals += [(n, r) for r in ratios]
+            evals += [(n, r) for r in static]
         elif m.kind != "lora" and m.run in runs and m.route_on is None:
             evals += [(n, r) for r in runs[m.run].ratios]
     prof = config["profile"]
-    chosen = ratios if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
+    chosen = static if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
     timed = {n for n, m in methods.items() if m.kind in ("router", "static") and not m.route_on}
     profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router" and n in timed]
     profiles += [(n, r) for n, r in evals if r in chosen and n in timed]
-    return ratios, tuple(evals), tuple(profiles) if prof["enabled"] else ()
+    return ratios, static, tuple(evals), tuple(profiles) if prof["enabled"] else ()
 
 
 def plan(config: Mapping[str, Any]) -> Plan:
     """Runs, methods and jobs of a config validated against the workflow's schema."""
     _check_datasets(config)
+    _check_static(config["baselines"])
     loras = {lr.slug: lr for lr in (LoraRun.of(e) for e in config.get("lora", []))}
     lora_names = {e.get("name"): s for e, s in zip(config.get("lora", []), loras, strict=True)}
     runs: dict[str, Run] = {}
@@ -317,15 +373,16 @@ def plan(config: Mapping[str, Any]) -> Plan:
         if run.slug in runs:
             raise ValueError(
                 f"config 'routers' entries {list(runs).index(run.slug)} and {i} are the same "
-                "run (every setting equal); remove one or make them differ"
+                "run (every setting equal; a display name is no setting); remove one or make "
+                "them differ"
             )
         runs[run.slug] = run
     methods = _methods(config, runs, loras)
-    ratios, evals, profiles = _jobs(config, methods, runs)
+    ratios, static, evals, profiles = _jobs(config, methods, runs)
     paths = Paths(
         config["model"]["name"], config["eval"]["suite"], config.get("results", "results")
     )
-    return Plan(runs, loras, methods, ratios, evals, profiles, paths)
+    return Plan(runs, loras, methods, ratios, static, evals, profiles, paths)
 
 
 def is_generated(dataset: Any) -> bool:
@@ -354,6 +411,31 @@ def _check_datasets(config: Mapping[str, Any]) -> None:
         raise ValueError("config baselines.calibration_data must be a source string dataset")
 
 
+def _check_static(b: Mapping[str, Any]) -> None:
+    """``baselines.static_rankings`` and ``static_ratios``: what the schema cannot say, in
+    one line naming the key (the schema checks the values' range and kind)."""
+    rankings = list(b.get("static_rankings", ["similarity"]))
+    bad = [r for r in rankings if r not in RANKINGS]
+    if bad or not rankings or len(set(rankings)) != len(rankings):
+        raise ValueError(
+            f"config baselines.static_rankings: {rankings!r} must be a non-empty list of "
+            f"distinct values of {list(RANKINGS)}"
+        )
+    seen: dict[str, float] = {}
+    for r in b.get("static_ratios", []):
+        if isinstance(r, bool) or not isinstance(r, int | float) or not 0 < r < 1:
+            raise ValueError(
+                f"config baselines.static_ratios: {r!r} is not a skip ratio (a number "
+                "strictly between 0 and 1)"
+            )
+        if fmt_ratio(r) in seen:
+            raise ValueError(
+                f"config baselines.static_ratios: {seen[fmt_ratio(r)]!r} and {r!r} are the "
+                f"same ratio ({fmt_ratio(r)}, results are named by 3 decimals); keep one"
+            )
+        seen[fmt_ratio(r)] = r
+
+
 def _check_recipe(changes: Mapping[str, Any], where: str) -> None:
     """A run's recipe changes: known keys, each valid as the top-level recipe's."""
     from .schema import check_section
@@ -372,6 +454,20 @@ def static_layers(
     if k > len(rows):
         raise ValueError(f"skip ratio {ratio} needs {k} layers; only {len(rows)} are candidates")
     return tuple(sorted(int(r["layer"]) for r in rows[:k]))
+
+
+def last_layers(
+    num_layers: int, ratio: float, candidates: tuple[int, ...] | None = None
+) -> tuple[int, ...]:
+    """The last ``round(ratio * L)`` of ``candidates`` (None: layers 1..L-1, the final one
+    included, as a similarity ranking's candidates). Over the routed range (the last n
+    layers before the final one) the final layer is never dropped; over all layers it is
+    the first one dropped."""
+    k = round(ratio * num_layers)
+    pool = sorted(range(1, num_layers) if candidates is None else candidates)
+    if k > len(pool):
+        raise ValueError(f"skip ratio {ratio} needs {k} layers; only {len(pool)} are candidates")
+    return tuple(pool[len(pool) - k :])
 
 
 def routed_range(num_layers: int, num_routed: int) -> tuple[int, ...]:
@@ -395,11 +491,20 @@ def _pattern(routing: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(sorted(sorted(cap, key=lambda i: (cap[i], i))[:k]))
 
 
-def resolve(method: Mapping[str, Any], inputs: Mapping[str, str | None]) -> tuple[Any, dict]:
+def resolve(
+    method: Mapping[str, Any],
+    inputs: Mapping[str, str | None],
+    *,
+    num_layers: int | None = None,
+    label: str | None = None,
+) -> tuple[Any, dict]:
     """``(spec, metadata)`` of a planned method (:meth:`Plan.params`) from its input files.
 
     The metadata is what the evaluation and profile records keep: the planned method
-    (``spec``), the resolved spec (``method_spec``), the requested ratio and router folder.
+    (``spec``; a static drop's says its ``ranking``, ``similarity`` or ``last``, and a
+    method of a named run its ``label``), the resolved spec (``method_spec``), the
+    requested ratio and router folder. ``num_layers``: the model's decoder layers (last-k
+    static drop needs it; the others read it from their inputs).
     """
     from .methods import Dense, RandomSkip, Routed, StaticDrop
 
@@ -407,6 +512,12 @@ def resolve(method: Mapping[str, Any], inputs: Mapping[str, str | None]) -> tupl
     requested = None if ratio == NATIVE else float(ratio)
     lora = str(Path(inputs["lora"]).parent) if inputs.get("lora") else None
     meta: dict[str, Any] = {"spec": dict(method), "requested_skip_ratio": requested}
+    if kind == "static":
+        meta["spec"].setdefault("ranking", "similarity")
+        if meta["spec"]["ranking"] not in RANKINGS:
+            raise ValueError(f"static drop ranking {meta['spec']['ranking']!r}: not in {RANKINGS}")
+    if label is not None:
+        meta["spec"]["label"] = label
     if kind in ("dense", "lora"):
         spec = Dense(lora=lora)
     elif kind == "router":
@@ -416,6 +527,13 @@ def resolve(method: Mapping[str, Any], inputs: Mapping[str, str | None]) -> tupl
             routers, method["unit"], method["routing"], cal.get("thresholds", {}), lora=lora
         )
         meta["router_path"] = routers
+    elif kind == "static" and meta["spec"]["ranking"] == "last":
+        if num_layers is None:
+            raise ValueError("last-k static drop needs the model's number of layers")
+        cands = None
+        if method.get("candidates") == "routed":
+            cands = routed_range(num_layers, method["num_routed"])
+        spec = StaticDrop(method["unit"], last_layers(num_layers, requested, cands))
     elif kind == "static":
         rank = read_json(inputs["ranking"], "importance ranking")
         cands = None

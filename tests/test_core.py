@@ -369,6 +369,42 @@ def test_router_gradients_in_training(unit, checkpointing):
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("routing", ["sequence", "token"])
+@pytest.mark.parametrize("unit", UNITS)
+def test_executed_only_training_reaches_every_router_and_keeps_the_values(unit, routing):
+    """``full_compute_in_training=False``: with every row executing, each router gets a
+    non-zero LM gradient through the executing rows; with some rows skipped, the loss
+    equals the full-compute path's (the same forward values) and the inference forward's."""
+    cfg = MindSkipConfig(unit=unit, routing=routing, num_routed=4)
+    torch.manual_seed(0)
+    base = make_model()
+    model = apply_mindskip(base, cfg)
+    for layer in mindskip_layers(model).values():
+        layer.full_compute_in_training = False
+    for name, p in model.named_parameters():
+        p.requires_grad_(".router." in name)
+    model.train()
+    x = ids(batch=4)
+    # zero-initialised routers: sigmoid(0) = 0.5 >= tau, every row executes
+    model(x, labels=x).loss.backward()
+    grads = [layer.router.proj.weight.grad for layer in mindskip_layers(model).values()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    # some rows skip: the executed-only loss equals full compute's and inference's
+    model.zero_grad()
+    randomise_routers(model, seed=5, scale=0.5)
+    loss = model(x, labels=x).loss
+    skipped = [float(layer.last_exec.float().mean()) for layer in mindskip_layers(model).values()]
+    assert min(skipped) < 1.0  # at least one layer skips some rows
+    for layer in mindskip_layers(model).values():
+        layer.full_compute_in_training = True
+    full = model(x, labels=x).loss
+    model.eval()
+    with torch.no_grad():
+        plain = model(x, labels=x).loss
+    torch.testing.assert_close(loss, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss.detach(), plain, rtol=1e-5, atol=1e-5)
+
+
 @torch.no_grad()
 def test_stats_accumulate_and_reset():
     model = apply_mindskip(make_model(), MindSkipConfig(num_routed=4))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -21,7 +22,7 @@ from mindskip.methods import (
     prepare_method,
     set_task_rates,
 )
-from mindskip.plan import plan, resolve, static_layers
+from mindskip.plan import last_layers, plan, resolve, routed_range, static_layers
 from mindskip.schema import validated
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -78,9 +79,11 @@ def test_plan_of_the_default_config():
     assert {"drop-attn-all", "drop-attn-n16", f"random0-{run.slug}", f"pattern-{run.slug}"} <= set(
         p.methods
     )
-    # dense and the router natively (and under route_on=request); every derived method at
-    # every swept ratio
-    assert len(p.eval_jobs) == 3 + len(p.ratios) * 5
+    # dense and the router natively (and under route_on=request); the router, random and
+    # its pattern at every swept ratio; static drop (2 rankings x 2 candidate sets) at every
+    # swept ratio and baselines.static_ratios (0.2)
+    assert p.static_ratios == ("0.125", "0.200", "0.250")
+    assert len(p.eval_jobs) == 3 + len(p.ratios) * 3 + len(p.static_ratios) * 4
     req = p.method(f"request-{run.slug}")
     assert (req.kind, req.route_on, req.variant) == ("router", "request", "request")
     assert (f"request-{run.slug}", "native") not in p.profile_jobs
@@ -213,3 +216,196 @@ def test_a_generated_dataset_must_answer_a_source():
     config["datasets"]["gen2"] = {"generate": "gen"}
     with pytest.raises(ValueError, match="datasets.gen2.generate"):
         plan(config)
+
+
+# --------------------------------------------------------------------------- last-k drop
+def test_last_k_drops_the_last_candidates_over_routed_and_over_all():
+    """SmolLM2-135M: 30 layers; the routed range of n=16 is 13..28 (the last 16 before the
+    final layer), so last-k over routed never drops layer 29 and last-k over all drops it
+    first: the two differ at every ratio."""
+    routed = routed_range(30, 16)
+    assert routed == tuple(range(13, 29))
+    assert last_layers(30, 0.2, routed) == (23, 24, 25, 26, 27, 28)  # k = 6
+    assert last_layers(30, 0.2) == (24, 25, 26, 27, 28, 29)
+    assert last_layers(30, 0.25, routed) == tuple(range(21, 29))  # k = round(7.5) = 8
+    assert last_layers(30, 0.25) == tuple(range(22, 30))
+    assert last_layers(30, 0.5) == tuple(range(15, 30))  # k = 15 of layers 1..29
+    assert last_layers(8, 0.05) == ()  # k = 0
+    with pytest.raises(ValueError, match="needs 18 layers; only 16 are candidates"):
+        last_layers(30, 0.6, routed)
+
+
+def test_resolve_last_k_needs_no_ranking_and_records_how_it_chose(tmp_path):
+    last = {"kind": "static", "unit": "attn", "ratio": "0.200", "ranking": "last"}
+    routed = last | {"candidates": "routed", "num_routed": 16}
+    spec, meta = resolve(routed, {"assets": "x"}, num_layers=30)
+    assert spec == StaticDrop("attn", (23, 24, 25, 26, 27, 28))
+    assert meta["method_spec"]["layers"] == [23, 24, 25, 26, 27, 28]
+    rec = meta["spec"]
+    assert (rec["kind"], rec["unit"], rec["candidates"], rec["ranking"]) == (
+        "static", "attn", "routed", "last",
+    )  # fmt: skip
+    spec, meta = resolve(last | {"candidates": "all"}, {}, num_layers=30)
+    assert spec == StaticDrop("attn", (24, 25, 26, 27, 28, 29))
+    assert meta["spec"]["candidates"] == "all" and meta["spec"]["ranking"] == "last"
+    with pytest.raises(ValueError, match="number of layers"):
+        resolve(last | {"candidates": "all"}, {})
+    # a similarity drop's planned method names no ranking (its params are unchanged); its
+    # record says "similarity"
+    write_json(tmp_path / "rank.json", {"format": 1, "num_layers": 4, "ranking": [
+        {"layer": 2, "similarity": 0.9}, {"layer": 1, "similarity": 0.5}]})  # fmt: skip
+    sim = {"kind": "static", "unit": "attn", "ratio": "0.250", "candidates": "all"}
+    spec, meta = resolve(sim, {"ranking": tmp_path / "rank.json"}, num_layers=4)
+    assert spec == StaticDrop("attn", (2,)) and meta["spec"]["ranking"] == "similarity"
+    assert "label" not in meta["spec"]
+
+
+def test_static_rankings_plan_both_names_and_only_similarity_reads_a_ranking():
+    p = plan(
+        _config(baselines__static_rankings=["similarity", "last"], baselines__static_ratios=[])
+    )
+    static = {n: m for n, m in p.methods.items() if m.kind == "static"}
+    assert set(static) == {"drop-attn-n16", "drop-attn-all", "last-attn-n16", "last-attn-all"}
+    assert p.params("drop-attn-all", "0.250") == {
+        "candidates": "all",
+        "kind": "static",
+        "name": "drop-attn-all",
+        "ratio": "0.250",
+        "routing": "sequence",
+        "unit": "attn",
+    }  # fmt: skip  (as before there was a choice: existing results stay up to date)
+    assert p.params("last-attn-n16", "0.250")["ranking"] == "last"
+    assert p.params("last-attn-n16", "0.250")["num_routed"] == 16
+    assert "ranking" in p.inputs("drop-attn-n16", "0.250")
+    assert p.inputs("last-attn-n16", "0.250") == {"assets": p.paths.assets}
+    only = plan(_config(baselines__static_rankings=["last"], baselines__static_ratios=[]))
+    assert {n for n, m in only.methods.items() if m.kind == "static"} == {
+        "last-attn-n16", "last-attn-all",
+    }  # fmt: skip
+    default = _config()
+    del default["baselines"]["static_rankings"], default["baselines"]["static_ratios"]
+    default = validated(default)
+    assert default["baselines"]["static_rankings"] == ["similarity"]
+    assert default["baselines"]["static_ratios"] == []
+    assert not any(n.startswith("last-") for n in plan(default).methods)
+
+
+def test_static_ratios_add_exactly_the_static_jobs():
+    base = _config(
+        baselines__static_rankings=["similarity", "last"],
+        baselines__static_ratios=[],
+        sweep__skip_ratios=[0.125, 0.25],
+        profile__ratios=None,
+    )
+    extra = copy.deepcopy(base)
+    extra["baselines"]["static_ratios"] = [0.3, 0.0667, 0.25]  # 0.25 is swept already
+    before, after = plan(base), plan(extra)
+    static = {n for n, m in after.methods.items() if m.kind == "static"}
+    assert len(static) == 4 and set(before.methods) == set(after.methods)
+    added = set(after.eval_jobs) - set(before.eval_jobs)
+    assert added == {(n, r) for n in static for r in ("0.067", "0.300")}
+    assert set(before.eval_jobs) <= set(after.eval_jobs)
+    assert len(after.eval_jobs) == len(set(after.eval_jobs))  # 0.25 once
+    assert after.static_ratios == ("0.067", "0.125", "0.250", "0.300")
+    assert after.ratios == before.ratios == ("0.125", "0.250")  # routers: the sweep only
+    # profile.ratios: null profiles every ratio a static drop is scored at
+    assert set(after.profile_jobs) - set(before.profile_jobs) == added
+    chosen = copy.deepcopy(extra)
+    chosen["profile"]["ratios"] = [0.25]
+    assert not any(r in ("0.067", "0.300") for _, r in plan(chosen).profile_jobs)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("static_ratios", [1.5], r"1.5 is greater than or equal to the maximum of 1"),
+        ("static_ratios", [0.0], r"0.0 is less than or equal to the minimum of 0"),
+        ("static_ratios", ["0.2"], r"'0.2' is not of type 'number'"),
+        ("static_ratios", 0.2, r"0.2 is not of type 'array'"),
+        ("static_ratios", [0.2, 0.2], r"non-unique"),
+        ("static_rankings", ["random"], r"'random' is not one of \['similarity', 'last'\]"),
+        ("static_rankings", [], r"should be non-empty"),
+        ("static_rankings", ["last", "last"], r"non-unique"),
+    ],
+)
+def test_bad_static_baseline_settings_are_rejected_by_the_schema(key, value, message):
+    from snakemake.exceptions import WorkflowError
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["baselines"][key] = value
+    with pytest.raises(WorkflowError) as err:
+        validated(config)
+    assert re.search(message, str(err.value)) and key in str(err.value)
+
+
+def test_static_ratios_that_name_the_same_result_are_rejected():
+    config = _config(baselines__static_ratios=[0.2, 0.2001])
+    with pytest.raises(ValueError, match=r"static_ratios: 0.2 and 0.2001 are the same ratio"):
+        plan(config)
+    config = _config()
+    config["baselines"]["static_rankings"] = ["similarity", "pruned"]  # past the schema
+    with pytest.raises(ValueError, match=r"static_rankings: .*'pruned'"):
+        plan(config)
+
+
+# --------------------------------------------------------------------------- display names
+def test_a_display_name_changes_no_identity_and_is_recorded(tmp_path):
+    plain = _config(eval__also_request=True)
+    named = copy.deepcopy(plain)
+    named["routers"][0]["name"] = "attention, sequence, long answers"
+    named["lora"] = [{"name": "a", "label": "LoRA on the embedded data"}]
+    plain["lora"] = [{"name": "a"}]
+    named, plain = validated(named), validated(plain)
+    p, q = plan(named), plan(plain)
+    assert list(p.runs) == list(q.runs) and list(p.loras) == list(q.loras)
+    assert p.eval_jobs == q.eval_jobs and p.profile_jobs == q.profile_jobs
+    (run,) = p.runs.values()
+    assert "name" not in run.entry and run.label == "attention, sequence, long answers"
+    for name, ratio in p.eval_jobs:  # the params (what Snakemake compares) and the paths
+        assert p.params(name, ratio) == q.params(name, ratio)
+        assert p.inputs(name, ratio) == q.inputs(name, ratio)
+        assert "label" not in p.params(name, ratio)
+    assert run.slug.startswith("attn-seq-n16-c0.5-long-192-")
+    labels = {n: p.label(n) for n in p.methods}
+    assert labels[run.slug] == "attention, sequence, long answers"
+    assert labels[f"request-{run.slug}"] == "attention, sequence, long answers: route_on=request"
+    assert (
+        labels[f"random0-{run.slug}"]
+        == "attention, sequence, long answers: random skipping, seed 0"
+    )
+    assert labels[f"pattern-{run.slug}"] == "attention, sequence, long answers: static pattern"
+    (lora,) = p.loras
+    assert labels[f"lora-{lora}"] == "LoRA on the embedded data"
+    assert labels["dense"] is None and labels["drop-attn-all"] is None
+    assert all(q.label(n) is None for n in q.methods)  # no name: no label
+    # the record: every eval record of the run carries it as method.spec["label"]
+    write_json(tmp_path / "cal.json", {"thresholds": {"20": 0.5}})
+    inputs = {
+        "routers": str(tmp_path / "r" / "routers.safetensors"),
+        "calibration": str(tmp_path / "cal.json"),
+    }
+    _, meta = resolve(p.params(run.slug, "0.250"), inputs, label=p.label(run.slug))
+    assert meta["spec"]["label"] == "attention, sequence, long answers"
+    assert meta["spec"]["name"] == run.slug
+    _, meta = resolve(q.params(run.slug, "0.250"), inputs, label=q.label(run.slug))
+    assert "label" not in meta["spec"]
+
+
+def test_the_label_reaches_the_rules_as_an_untracked_param():
+    """Snakemake leaves params computed from a job's output out of its params-changed check
+    (a "derived" param): the label param takes ``output``, so editing a name reruns nothing."""
+    from snakemake.rules import Rule
+
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert "def method_label(wildcards, output)" in text
+    for rule in ("evaluate", "profile"):
+        assert "label=method_label," in (ROOT / "workflow" / "rules" / f"{rule}.smk").read_text()
+
+    def method_label(wildcards, output):  # the signature Snakemake inspects
+        return None
+
+    def method_params(wildcards):
+        return None
+
+    assert Rule._is_deriving_function(method_label)
+    assert not Rule._is_deriving_function(method_params)

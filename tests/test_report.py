@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -221,7 +222,7 @@ def test_figures_draw_every_method_with_its_interval(fixture_results, tmp_path):
     ev = eval_frame(runs, analyse_runs(runs))
     paths, drawn = figure_quality_vs_skip(ev, tmp_path, "t")
     labels = {d["label"] for d in drawn}
-    assert any("r1" in label for label in labels) and "attn drop (all layers)" in labels
+    assert {"MindSkip: attention, sequence", "attention drop (similarity, all layers)"} <= labels
     assert all(p.stat().st_size > 1000 for p in paths)
     paths, drawn = figure_layer_skip(layer_frame(runs), tmp_path, "t")
     assert [d["name"] for d in drawn] == ["r1@native", "r1@0.250"]
@@ -317,3 +318,49 @@ def test_the_results_readme_takes_its_numbers_from_the_tables(tmp_path):
     assert "| eval | 1 | 12 |" in text  # job seconds per stage, from the benchmark TSVs
     assert "`piqa_embedded` (40 items)" in text and "0-shot" in text
     assert "git show c8a2c95" in text  # where the removed BIG-bench results still are
+
+
+def test_the_findings_say_no_more_than_the_claims_table(tmp_path):
+    """Every number in the findings is a number of the claims table, and each sentence's
+    wording follows from the row's verdict (a CI across the bound is "not resolved")."""
+    import re
+
+    from mindskip.report.findings import findings
+    from mindskip.verdicts import Comparison, analyse, format_claims
+
+    rng = np.random.default_rng(1)
+    dense = [
+        {"task": "t", "doc_id": i, "filter": "none", "target": 0, "acc": 1.0,
+         "loglikelihoods": [float(x) for x in rng.normal(size=2)], "choice_chars": [1, 1],
+         "doc_hash": f"h{i}", "acc_norm": 1.0}
+        for i in range(80)
+    ]  # fmt: skip
+    for r in dense:
+        r["acc"] = r["acc_norm"] = float(r["loglikelihoods"][0] > r["loglikelihoods"][1])
+
+    def moved(scale):
+        out = []
+        for r in dense:
+            lls = list(np.array(r["loglikelihoods"]) + rng.normal(scale=scale, size=2))
+            ok = float(lls[0] > lls[1])
+            out.append(r | {"loglikelihoods": lls, "acc": ok, "acc_norm": ok})
+        return out
+
+    runs = {"dense": dense, "near": moved(0.05), "far": moved(2.0)}
+    comparisons = [
+        Comparison(4, "near vs far", "near", "far", "dense", ratio_a=0.2, ratio_b=0.21),
+        Comparison(1, "far vs dense", "far", "dense", "dense", "noninferior", "acc_diff", 0.005),
+        Comparison(3, "far vs near", "far", "near", "dense"),
+    ]
+    table = analyse(runs, "dense", comparisons=comparisons, n_boot=300, available=100).claims
+    text = "\n".join(findings(table))
+    shown = format_claims(table).to_csv(index=False) + table.to_csv(index=False)
+    bullets = "\n".join(x for x in text.splitlines() if x.startswith("- "))  # not the paper's
+    for number in re.findall(r"[+-]?\d+\.\d+", bullets):
+        assert number in shown, number
+    verdicts = dict(zip(table["comparison"], table["verdict"], strict=True))
+    assert verdicts["near vs far"] == "holds" and "**holds**" in text
+    assert verdicts["far vs near"] == "contradicted" and "**contradicted**" in text
+    line = next(x for x in text.splitlines() if x.startswith("- far vs dense"))
+    if verdicts["far vs dense"] in ("inconclusive", "not decidable at this n"):
+        assert "holds" not in line and "items would decide it" in line

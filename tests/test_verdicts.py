@@ -458,3 +458,175 @@ def test_the_module_imports_without_torch():
     code = "import sys, mindskip.verdicts; assert 'torch' not in sys.modules, 'torch'; "
     code += "assert 'lm_eval' not in sys.modules, 'lm_eval'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ----------------------------------------------------------------------------- matched ratios
+def _shifted(dense, shift_of):
+    """Rows whose gold choice loses ``shift_of(i)`` nats (a larger shift: further from
+    dense, the way skipping more moves the model)."""
+    out = []
+    for i, r in enumerate(dense):
+        lls = np.array(r["loglikelihoods"], dtype=float)
+        lls[r["target"]] -= shift_of(i)
+        out.append(mc_row(r["task"], r["doc_id"], list(lls), r["target"]))
+    return out
+
+
+def test_a_mixture_is_the_weighted_per_item_metric_at_the_method_s_ratio():
+    from mindskip.verdicts.claims import bracket
+    from mindskip.verdicts.compare import Mixture
+
+    mix = Mixture.at(0.21, "s6", 0.2, "s8", 0.2667)
+    assert mix.weight == pytest.approx((0.21 - 0.2) / (0.2667 - 0.2))
+    assert mix.ratio == pytest.approx(0.21)
+    with pytest.raises(ValueError):
+        Mixture.at(0.3, "s6", 0.2, "s8", 0.2667)
+    pts = [(0.0, "dense"), (0.2, "s6"), (0.2667, "s8")]
+    assert bracket(0.1, pts) == Mixture.at(0.1, "dense", 0.0, "s6", 0.2)
+    assert bracket(0.3, pts) is None
+    rng = np.random.default_rng(3)
+    dense = [mc_row("t", i, list(rng.normal(size=2)), 0) for i in range(40)]
+    runs = {
+        "dense": dense,
+        "lo": _shifted(dense, lambda i: 0.2),
+        "hi": _shifted(dense, lambda i: 1),
+    }
+    _, _, v = item_values(runs, [("lo", "dense", "dense"), ("hi", "dense", "dense")])
+    _, _, m = item_values(runs, [("hi", Mixture("lo", "hi", 0.25, 0.2, 0.3), "dense")])
+    k = len(m[0]) // 1
+    expected = v[:, k:] - (0.25 * v[:, k:] + 0.75 * v[:, :k])
+    assert np.allclose(m, expected, equal_nan=True)
+
+
+def test_an_unmatched_win_becomes_a_matched_comparison_that_can_lose():
+    """MindSkip skips 0.21 and beats static drop at 0.267 on KL only because it skips less:
+    matched to 0.21 (a mixture of static drop at 0.2 and 0.267), static drop is closer
+    to dense, and the claim is contradicted, not upheld."""
+    rng = np.random.default_rng(4)
+    dense = [mc_row("t", i, list(rng.normal(size=3)), int(rng.integers(3))) for i in range(200)]
+    kl_at = {0.2: 0.5, 0.2667: 2.0, 0.21: 0.9}  # shift (nats): steep in the ratio
+    runs = {
+        "dense": dense,
+        "ms": _shifted(dense, lambda i: kl_at[0.21]),
+        "s6": _shifted(dense, lambda i: kl_at[0.2]),
+        "s8": _shifted(dense, lambda i: kl_at[0.2667]),
+    }
+    static = ("static", "attn", None)
+    info = {
+        "dense": MethodInfo("dense", realised=0.0),
+        "ms": MethodInfo("router", "attn", "sequence", 0.25, 0.21, run="r", train_samples=9),
+        "s6": MethodInfo(*static, 0.2, 0.2, candidates="routed"),
+        "s8": MethodInfo(*static, 0.25, 0.2667, candidates="routed"),
+    }
+    t = analyse(runs, "dense", info=info, n_boot=500).claims
+    row = t[t["comparison"].str.contains("similarity ranking\\) over the routed layers at 0.25")]
+    row = row.iloc[0]
+    assert "matched" in row["comparison"] and row["b"].startswith("s8 x")
+    assert row["weight"] == pytest.approx(0.01 / 0.0667, rel=1e-3)
+    assert row["ratio_a"] == 0.21 and row["ratio_b"] == 0.2667
+    assert row["verdict"] == "contradicted"
+    # unmatched, the same pair would have "held": MindSkip is closer to dense than s8
+    c = Comparison(4, "raw", "ms", "s8", "dense")
+    raw = analyse(runs, "dense", comparisons=[c], n_boot=500).claims.iloc[0]
+    assert raw["verdict"] == "holds"
+    # the best static mixture at 0.21 is found along the frontier
+    best = t[t["comparison"].str.contains("best static mixture")].iloc[0]
+    assert best["verdict"] == "contradicted" and "s6" in best["b"]
+    # without a static point above 0.21 nothing can be matched: shown, never deciding
+    t2 = analyse(
+        {k: v for k, v in runs.items() if k != "s8"},
+        "dense",
+        info={k: v for k, v in info.items() if k != "s8"} | {
+            "s6": MethodInfo(*static, 0.25, 0.15, candidates="routed")
+        },
+        n_boot=200,
+    ).claims  # fmt: skip
+    row = t2[t2["comparison"].str.contains("ranking\\) over the routed layers at 0.25")].iloc[0]
+    assert row["verdict"] == "unmatched ratio" and not row["decides"]
+
+
+# ----------------------------------------------------------------------------- clusters
+def test_cluster_resampling_widens_the_interval_when_items_share_a_decision():
+    rng = np.random.default_rng(6)
+    n, size = 120, 6
+    clusters = np.repeat(np.arange(n // size), size)
+    values = (rng.normal(size=n // size)[clusters] + 0.1 * rng.normal(size=n))[:, None]
+    strata = np.zeros(n, dtype=int)
+    items = summarise(values, strata, n_boot=2000, seed=0)
+    grouped = summarise(values, strata, n_boot=2000, seed=0, clusters=clusters)
+    width = lambda s: s.ci_high[-1, 0] - s.ci_low[-1, 0]  # noqa: E731
+    assert width(grouped) > 1.8 * width(items)
+    assert grouped.stderr[-1, 0] > 1.8 * items.stderr[-1, 0]
+    assert grouped.value[-1, 0] == pytest.approx(items.value[-1, 0])
+    # one item per cluster is the item bootstrap, draw for draw
+    same = summarise(values, strata, n_boot=2000, seed=0, clusters=np.arange(n))
+    assert same.ci_low[-1, 0] == items.ci_low[-1, 0] and same.stderr[-1, 0] == pytest.approx(
+        items.stderr[-1, 0]
+    )
+
+
+def test_items_sharing_a_prompt_hash_are_one_cluster():
+    from mindskip.verdicts import align_runs
+
+    rows = [mc_row("t", i, [0.0, 1.0], 0, prompt_hash=f"p{i // 2}") for i in range(6)]
+    rows += [mc_row("u", i, [0.0, 1.0], 0, prompt_hash="p0") for i in range(2)]
+    table = align_runs({"a": rows})
+    assert len(set(table.clusters[:6])) == 3 and len(set(table.clusters)) == 4
+
+
+# ----------------------------------------------------------------------------- decidability
+def test_items_to_decide_matches_the_closed_form():
+    from mindskip.verdicts.rules import items_to_decide
+
+    z = minimum_detectable_effect(1.0)  # 2.80
+    # a direction: the CI has to clear 0, n * (z se / effect)^2
+    assert items_to_decide(0.01, 0.01, 100, "greater") == pytest.approx(100 * z**2)
+    # non-inferiority at -0.5 points: the margin is effect + 0.005
+    band = (-0.005, math.inf)
+    assert items_to_decide(-0.002, 0.02, 400, "equivalent", band) == pytest.approx(
+        400 * (z * 0.02 / 0.003) ** 2
+    )
+    # beyond the bound it takes the items to be contradicted: margin -0.005 - effect
+    assert items_to_decide(-0.02, 0.02, 400, "equivalent", band) == pytest.approx(
+        400 * (z * 0.02 / 0.015) ** 2
+    )
+    assert items_to_decide(0.0, 0.01, 100, "less") == math.inf
+    # at the items it names, the MDE equals the margin
+    n = items_to_decide(0.01, 0.03, 470, "greater")
+    assert minimum_detectable_effect(0.03 * math.sqrt(470 / n)) == pytest.approx(0.01)
+
+
+def test_a_tolerance_far_inside_the_ci_is_not_decidable_at_this_n():
+    # 100 items: 10 flip right -> wrong and 11 wrong -> right, so the accuracy change is
+    # +1 point with a CI of about +-6 points against a bound of -0.5 points
+    right = [i % 2 == 0 for i in range(100)]
+    flips = set(range(0, 20, 2)) | set(range(1, 23, 2))
+    dense = [mc_row("t", i, [1.0, 0.0] if right[i] else [0.0, 1.0], 0) for i in range(100)]
+    noisy = [
+        mc_row("t", i, [1.0, 0.0] if right[i] != (i in flips) else [0.0, 1.0], 0)
+        for i in range(100)
+    ]
+    c = Comparison(1, "x", "m", "dense", "dense", "noninferior", "acc_diff", 0.005)
+    runs = {"dense": dense, "m": noisy}
+    small = analyse(runs, "dense", comparisons=[c], n_boot=300, available=150).claims.iloc[0]
+    big = analyse(runs, "dense", comparisons=[c], n_boot=300, available=10**9).claims.iloc[0]
+    assert small["verdict"] == "not decidable at this n" and small["n_needed"] > 150
+    assert "items would decide it (the scored tasks hold 150)" in small["note"]
+    assert big["verdict"] == "inconclusive" and big["n_needed"] == small["n_needed"]
+    assert combine_verdicts(["holds", "not decidable at this n"]) == "not decidable at this n"
+    assert combine_verdicts(["inconclusive", "not decidable at this n"]) == "inconclusive"
+    assert combine_verdicts(["unmatched ratio"]) == "not run"
+
+
+def test_a_gain_that_is_not_there_is_a_premise_not_met():
+    rng = np.random.default_rng(9)
+    dense = [mc_row("t", i, list(rng.normal(size=2)), 0) for i in range(60)]
+    same = [dict(r) for r in dense]  # "LoRA" equal to dense: no gain
+    runs = {"dense": dense, "lora": same, "lr": same, "r": _shifted(dense, lambda i: 0.5)}
+    c = Comparison(6, "kept", "lr", "r", "dense", metric="gold_logprob",
+                   premise=("lora", "dense", "dense"))  # fmt: skip
+    row = analyse(runs, "dense", comparisons=[c], n_boot=300).claims.iloc[0]
+    assert row["verdict"] == "premise not met" and "no gain to keep" in row["note"]
+    gain = {**runs, "lora": _shifted(dense, lambda i: -0.5), "lr": _shifted(dense, lambda i: -0.4)}
+    row = analyse(gain, "dense", comparisons=[c], n_boot=300).claims.iloc[0]
+    assert row["verdict"] == "holds"

@@ -53,13 +53,14 @@ def test_lint_is_clean():
 
 def test_dry_run_default_config(tmp_path):
     jobs = planned_jobs("--configfile", str(ROOT / "config.yaml"), cwd=tmp_path)
-    # one LM-loss router at 0.25; dense; attention drop over the routed layers and over
-    # all layers; 1 random seed; the router's own pattern
+    # one LM-loss router at 0.25; dense; attention drop (the similarity ranking and the
+    # last k) over the routed layers and over all layers, at 0.25 and at the static ratio
+    # 0.2; 1 random seed; the router's own pattern
     assert jobs["train_routers"] == 1
     assert jobs["calibrate_thresholds"] == 1
-    assert jobs["evaluate"] == 1 + 1 + 1 + 2 + 1 + 1
+    assert jobs["evaluate"] == 1 + 1 + 1 + 2 * 2 * 2 + 1 + 1
     assert jobs["profile"] == 1  # the native run (profile.ratios: [])
-    assert jobs["rank_importance"] == 1
+    assert jobs["rank_importance"] == 1  # last-k needs no ranking
     assert jobs["report"] == 1
 
 
@@ -85,10 +86,12 @@ def test_dry_run_full_config(tmp_path):
     assert jobs["calibrate_thresholds"] == 4 + 10
     assert jobs["rank_importance"] == 3
     swept = 4 * (1 + 3 + 1)  # router, 3 random seeds, its pattern
-    static = 4 * 3 * 2  # 3 units over 2 candidate sets
+    # 3 units over 2 candidate sets by 2 rankings (similarity, last), at the 4 swept ratios
+    # and the 4 static ratios
+    static = (4 + 4) * 3 * 2 * 2
     assert jobs["evaluate"] == 1 + 1 + 11 + swept + static + 10  # dense, LoRA, natives, ...
     # every router natively, and at 0.25 every router and static drop
-    assert jobs["profile"] == 11 + 11 + 3 * 2
+    assert jobs["profile"] == 11 + 11 + 3 * 2 * 2
     out = snakemake("--dry-run", "--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(o.startswith("results/full/") or "results/assets" in o for o in outputs)
@@ -125,6 +128,28 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, path, value, message):
     proc = snakemake("--dry-run", "--configfile", str(bad), cwd=tmp_path, check=False)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
+    assert re.search(message, text), text[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("static_ratios", [0.2, 1.2], r"1.2 is greater than or equal to the maximum of 1"),
+        ("static_rankings", ["similarity", "first"], r"'first' is not one of"),
+        ("static_ratios", [0.2, 0.2001], r"static_ratios: 0.2 and 0.2001 are the same ratio"),
+    ],
+)
+def test_bad_static_baselines_stop_the_plan(tmp_path, key, value, message):
+    """Bad static-drop settings stop the dry run with a message naming the key, before any
+    job (the schema for values, the plan for ratios that would name the same result)."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["baselines"][key] = value
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake("--dry-run", "--configfile", str(bad), cwd=tmp_path, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and key in text
     assert re.search(message, text), text[-2000:]
     assert not (tmp_path / "results").exists()
 
@@ -282,14 +307,16 @@ def _copy_smoke_setup(work: Path, assets: Path, config: str = "smoke.yaml") -> N
         shutil.copytree(assets, work / "results" / "assets", symlinks=True)
 
 
-def _wait_for(path_glob: str, work: Path, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_for(
+    path_glob: str, work: Path, proc: subprocess.Popen, timeout: float, poll: float = 0.5
+) -> None:
     deadline = time.monotonic() + timeout
     while not list(work.glob(path_glob)):
         if proc.poll() is not None:
             raise AssertionError(f"the workflow ended (rc {proc.returncode}) before {path_glob}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{path_glob} did not appear within {timeout} s")
-        time.sleep(0.5)
+        time.sleep(poll)
 
 
 @pytest.mark.slow
@@ -301,27 +328,29 @@ def test_a_killed_workflow_resumes_without_redoing_or_accepting_half_outputs(
     equal the uninterrupted smoke run's."""
     work = tmp_path_factory.mktemp("killed")
     _copy_smoke_setup(work, smoke_run / "results" / "assets")
+    config = ["--configfile", str(work / "config.yaml")]
+    # a job that has finished before the kill, whatever order the scheduler picks
+    snakemake("--cores", "2", *config, "--until", "rank_importance", cwd=work)
+    ranking = next(work.glob("results/baselines/*/ranking-attn.json"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--cores", "2"]
-    cmd += ["--configfile", str(work / "config.yaml")]
     proc = subprocess.Popen(
-        cmd, cwd=work, env=env, start_new_session=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [*cmd, *config], cwd=work, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        _wait_for("results/baselines/*/ranking-attn.json", work, proc, 300)
-        _wait_for("results/logs/train/*/*.log", work, proc, 300)
-        time.sleep(2)  # training is under way
+        _wait_for("results/logs/train/*/*.log", work, proc, 300, poll=0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    ranking = next(work.glob("results/baselines/*/ranking-attn.json"))
+    # the kill came while training ran: no router file was finished
+    assert not list(work.glob("results/routers/**/*.safetensors"))
     kept = ranking.stat().st_mtime_ns
     # scores that finished before the kill (dense and static drop need no training)
     scored = {p: p.stat().st_mtime_ns for p in work.glob("results/eval/**/embedded.json")}
     # a killed Snakemake leaves its lock: release it as the README says, then rerun
-    snakemake("--unlock", "--configfile", str(work / "config.yaml"), cwd=work)
-    rerun = snakemake("--cores", "2", "--configfile", str(work / "config.yaml"), cwd=work)
+    snakemake("--unlock", *config, cwd=work)
+    rerun = snakemake("--cores", "2", *config, cwd=work)
     text = rerun.stdout + rerun.stderr
     assert "rule train_routers" in text  # the killed job ran again ...
     assert "rule rank_importance" not in text  # ... the finished one did not

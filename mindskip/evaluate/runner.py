@@ -310,6 +310,7 @@ def _score_task(
         "value": value,
         "stderr": stderr,
         "n": n_items,
+        "n_available": sum(len(task.eval_docs) for task in leaves.values()),
         "num_fewshot": spec.num_fewshot,
         "chance": spec.chance if chance is None else chance,
         "limit": spec.limit,

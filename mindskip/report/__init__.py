@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..verdicts import claims_latex, claims_markdown
+from ..verdicts import bootstrap_caption, claims_latex, claims_markdown
 from .collect import (
     analyse_runs,
     collect_profiles,
@@ -24,6 +24,11 @@ from .collect import (
     load_runs,
 )
 from .figures import (
+    figure_claim_lora,
+    figure_claim_routing,
+    figure_claim_samples,
+    figure_claim_static,
+    figure_claim_units,
     figure_layer_skip,
     figure_pareto,
     figure_quality_vs_skip,
@@ -53,7 +58,17 @@ TABLES = (
     "dense",
     "paper_main",
 )
-FIGURES = ("quality_vs_skip", "pareto", "layer_skip", "training_curves")
+FIGURES = (
+    "quality_vs_skip",
+    "claim2_units",
+    "claim3_routing",
+    "claim4_static",
+    "claim5_samples",
+    "claim6_lora",
+    "pareto",
+    "layer_skip",
+    "training_curves",
+)
 
 __all__ = [
     "FIGURES",
@@ -106,8 +121,7 @@ def build_report(
 
     paired = (
         "paired against dense on the same items: Δ accuracy in points and KL(dense ‖ method) "
-        "of the length-normalised choice distribution, each with a 95% bootstrap CI over "
-        "items (stratified by task)"
+        f"of the length-normalised choice distribution, each with its CI ({bootstrap_caption()})"
     )
     table(
         main_table(ev, pr, paper_main),
@@ -154,13 +168,19 @@ def build_report(
     )
     table(paper_main, "paper_main", "The paper's main table (Llama-3-8B), for reference.")
 
+    specs = {r.method: r.spec for r in runs}  # methods named in words from their settings
     for fn, args in (
         (figure_quality_vs_skip, (ev,)),
+        (figure_claim_units, (ev,)),
+        (figure_claim_routing, (ev,)),
+        (figure_claim_static, (ev,)),
+        (figure_claim_samples, (ev,)),
+        (figure_claim_lora, (ev,)),
         (figure_pareto, (ev, pr)),
         (figure_layer_skip, (layers,)),
         (figure_training_curves, (tr,)),
     ):
-        paths, _ = fn(*args, figures_dir, tag)
+        paths, _ = fn(*args, figures_dir, tag, specs=specs)
         written["figures"] += [str(p) for p in paths]
     return written
 
@@ -169,9 +189,11 @@ def _claims_tables(analysis, tables_dir: Path, tag: str, written: dict) -> None:
     from ..files import write_text
 
     caption = (
-        f"The paper's claims ({tag}): each comparison, its effect on the deciding metric and "
-        "on accuracy with 95% CIs, n, the smallest detectable effect (MDE), and the verdict "
-        "by the rule in README.md (verdicts are about this model and these items)."
+        f"The paper's claims ({tag}): each comparison at A's realised skip ratio (B mixed to "
+        "it per sequence where the two differ by more than 0.02), its effect on the deciding "
+        "metric and on accuracy with CIs, n, the smallest detectable effect (MDE), the items "
+        "that would decide an undecided comparison, and the verdict by the rule in README.md "
+        f"(verdicts are about this model and these items). {bootstrap_caption()}."
     )
     paths = [tables_dir / f"claims.{ext}" for ext in ("csv", "md", "tex")]
     write_text(paths[0], analysis.claims.to_csv(index=False))

@@ -15,10 +15,12 @@ import pandas as pd
 from ..evaluate.items import read_items
 from ..files import ResultFileError, read_json
 from ..verdicts import POOLED, Analysis, analyse, dynamic_share, method_info
+from ..verdicts.metrics import N_BOOT
 
 DENSE = "dense@native"
 PAIRED = ("acc_diff", "kl", "gold_logprob", "flip", "flip_gain", "flip_loss")
-BOOTSTRAP = {"n_boot": 2000, "seed": 0}
+BOOTSTRAP = {"n_boot": N_BOOT, "seed": 0}
+TASK_DATA = Path("results/assets/tasks/data")  # <task>.test.jsonl: the scored parts
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,25 @@ def analyse_runs(runs: Sequence[EvalRun], **options: Any) -> Analysis:
         scores |= r.scores()
     info = {r.name: method_info(r.record) for r in runs}
     items = {r.name: r.items() for r in runs}
-    return analyse(items, DENSE, info=info, score=scores, **(BOOTSTRAP | options))
+    options = {"available": available_items(by_name[DENSE].record)} | BOOTSTRAP | options
+    return analyse(items, DENSE, info=info, score=scores, **options)
+
+
+def available_items(record: Mapping[str, Any], task_data: Path = TASK_DATA) -> int | None:
+    """Items the scored tasks hold (their scored parts, every leaf of a group): from each
+    row's ``n_available``, else by counting the built task files; None if unknown."""
+    total = 0
+    for row in record.get("rows", []):
+        if row.get("n_available") is not None:
+            total += int(row["n_available"])
+            continue
+        for leaf in row.get("leaf_tasks") or [row["task"]]:
+            path = task_data / f"{leaf}.test.jsonl"
+            if not path.is_file():
+                return None
+            with path.open("rb") as f:
+                total += sum(1 for line in f if line.strip())
+    return total or None
 
 
 def eval_frame(runs: Sequence[EvalRun], analysis: Analysis) -> pd.DataFrame:

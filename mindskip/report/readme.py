@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..files import write_text
+from .findings import findings
 from .tables import published_scores
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "resources" / "paper"
@@ -129,6 +130,11 @@ def _dense_prose(tables: Path, model_name: str) -> list[str]:
     return lines
 
 
+def _findings(tables: Path) -> list[str]:
+    path = tables / "claims.csv"
+    return findings(pd.read_csv(path)) if path.is_file() else []
+
+
 def _section(title: str, path: Path, lead: str = "") -> list[str]:
     if not path.is_file():
         return []
@@ -163,11 +169,14 @@ def results_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
             "The paper's rows (Llama-3-8B) sit under the same task columns; they are the "
             "paper's numbers, on an 8B model with the paper's few-shot settings.",
         ),
+        *_findings(tables),
         *_section(
             "The paper's claims",
             tables / "claims.md",
-            "A comparison whose note says the realised skip ratios differ by more than 0.02 "
-            "compares unequal ratios: its verdict may be the ratio's, not the method's.",
+            "Every comparison between two methods is made at the first method's realised "
+            "skip ratio: where the second's differs by more than 0.02 it is replaced by the "
+            "per-sequence mixture of its two neighbouring points (the weight is in the "
+            "table); a comparison that cannot be matched decides nothing.",
         ),
         *_section("Speed", tables / "speed.md"),
         "Figures: `figures/` (and `report.html`); every table also as CSV and LaTeX in `tables/`.",

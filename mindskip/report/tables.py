@@ -334,7 +334,10 @@ def sweep_table(
         if not prow.empty and p["kind"] in ("router", "static"):
             q = prow.iloc[0]
             col = "mindskip" if p["kind"] == "router" else "attention_drop"
-            row["paper (Llama-3-8B)"] = f"{q[col]:.1f} (dense {q['dense']:.1f})"
+            # the source (a bar chart) names neither the model nor the task
+            row["paper (bar chart, model and task unnamed)"] = (
+                f"{q[col]:.1f} (dense {q['dense']:.1f})"
+            )
         rows.append(row)
     numeric = evals[evals["ratio"] != "native"].drop(columns=["path"])
     return numeric, pd.DataFrame(rows)

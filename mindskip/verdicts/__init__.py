@@ -6,10 +6,12 @@ Pure numpy and pandas (no torch, no lm-eval). Input: the rows of
 - :mod:`.metrics` / :mod:`.compare`: paired metrics of a method vs dense (accuracy
   difference, KL(dense || method) of the length-normalised choice distribution, the
   gold choice's log-probability change, flips in each direction), per task and pooled,
-  with a seeded bootstrap CI over items stratified by task; method A vs method B, each
-  paired on dense, on the same resample.
-- :mod:`.rules`: the verdict rule (holds / contradicted / inconclusive / not run), the
-  smallest detectable effect ``2.80 x stderr`` and the dynamic share of routing.
+  with a seeded cluster bootstrap CI (items sharing a prompt drawn together) stratified
+  by task; method A vs method B (or B's mixture at A's skip ratio), each paired on
+  dense, on the same resample.
+- :mod:`.rules`: the verdict rule (holds / contradicted / inconclusive / not decidable at
+  this n / premise not met / unmatched ratio / not run), the smallest detectable effect
+  ``2.80 x stderr``, the items a comparison needs, and the dynamic share of routing.
 - :mod:`.claims` / :mod:`.resolve`: the six claims as data, and the comparisons of a
   run that test them.
 - :mod:`.table`: :func:`analyse`, everything in one call, and the claims table with its
@@ -26,7 +28,7 @@ from .claims import (
     method_info,
     not_run,
 )
-from .compare import compare_methods, compute_pairs, item_values, paired_metrics
+from .compare import Mixture, compare_methods, compute_pairs, item_values, paired_metrics
 from .metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -44,12 +46,14 @@ from .rules import (
     DynamicShare,
     combine_verdicts,
     dynamic_share,
+    items_to_decide,
     minimum_detectable_effect,
     verdict,
 )
 from .table import (
     Analysis,
     analyse,
+    bootstrap_caption,
     claim_summary,
     claims_latex,
     claims_markdown,
@@ -73,9 +77,11 @@ __all__ = [
     "ItemMismatchError",
     "ItemTable",
     "MethodInfo",
+    "Mixture",
     "PairedMetrics",
     "align_runs",
     "analyse",
+    "bootstrap_caption",
     "claim_summary",
     "claims_latex",
     "claims_markdown",
@@ -86,6 +92,7 @@ __all__ = [
     "dynamic_share",
     "format_claims",
     "item_values",
+    "items_to_decide",
     "method_info",
     "minimum_detectable_effect",
     "not_run",

@@ -7,12 +7,14 @@ bootstrap resample (``A - B`` is resampled on the same items for both).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .metrics import (
     METRICS,
+    N_BOOT,
     POOLED,
     Estimate,
     ItemTable,
@@ -25,7 +27,47 @@ from .metrics import (
     summarise,
 )
 
-Pair = tuple[str, str, str]  # (method, baseline, reference); baseline == reference: vs ref
+
+@dataclass(frozen=True)
+class Mixture:
+    """A baseline one can run at any ratio between two of its points: run ``hi`` on a
+    share ``weight`` of the sequences and ``lo`` on the rest (each drawn per sequence).
+    Its per-item metric is, in expectation, ``weight * m(hi) + (1 - weight) * m(lo)``,
+    and its skip ratio ``weight * r_hi + (1 - weight) * r_lo``; ``lo`` may be the
+    reference (dense: ratio 0, metrics 0)."""
+
+    lo: str
+    hi: str
+    weight: float
+    ratio_lo: float
+    ratio_hi: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"a mixture weight lies in [0, 1], got {self.weight}")
+
+    @classmethod
+    def at(cls, ratio: float, lo: str, ratio_lo: float, hi: str, ratio_hi: float) -> Mixture:
+        """The mixture of ``lo`` and ``hi`` whose skip ratio is ``ratio``."""
+        if not ratio_lo <= ratio <= ratio_hi or ratio_hi <= ratio_lo:
+            raise ValueError(f"ratio {ratio} is not between {ratio_lo} and {ratio_hi}")
+        w = (ratio - ratio_lo) / (ratio_hi - ratio_lo)
+        return cls(lo, hi, w, ratio_lo, ratio_hi)
+
+    @property
+    def ratio(self) -> float:
+        return self.weight * self.ratio_hi + (1.0 - self.weight) * self.ratio_lo
+
+    @property
+    def name(self) -> str:
+        return f"{self.hi} x{self.weight:.3f} + {self.lo} x{1 - self.weight:.3f}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+Baseline = str | Mixture
+Pair = tuple[str, Baseline, str]  # (method, baseline, reference); baseline == reference: vs ref
 
 
 def _estimates(summary: Any, offset: int, tasks: Sequence[str], **meta: Any) -> list[Estimate]:
@@ -63,7 +105,7 @@ def item_values(
     """The aligned items, each task's score column and the per-item values behind
     :func:`compute_pairs`: an ``(items, len(pairs) * len(METRICS))`` array, one block of
     :data:`METRICS` columns per pair (NaN where a metric is undefined for an item)."""
-    used = list(dict.fromkeys(name for pair in pairs for name in pair))
+    used = list(dict.fromkeys(name for pair in pairs for name in _names(pair)))
     missing = [name for name in used if name not in runs]
     if missing:
         raise KeyError(f"no rows for runs {missing} (have {sorted(runs)})")
@@ -79,8 +121,18 @@ def item_values(
             cache[method, ref] = item_metrics(arrays[method], arrays[ref])
         return cache[method, ref]
 
-    blocks = [vs(a, r) - (0.0 if b == r else vs(b, r)) for a, b, r in pairs]
+    def base(b: Baseline, ref: str) -> np.ndarray | float:
+        if isinstance(b, Mixture):
+            return b.weight * base(b.hi, ref) + (1.0 - b.weight) * base(b.lo, ref)
+        return 0.0 if b == ref else vs(b, ref)
+
+    blocks = [vs(a, r) - base(b, r) for a, b, r in pairs]
     return table, scores, np.hstack(blocks)
+
+
+def _names(pair: Pair) -> list[str]:
+    a, b, r = pair
+    return [a, *([b.lo, b.hi] if isinstance(b, Mixture) else [b]), r]
 
 
 def compute_pairs(
@@ -92,7 +144,7 @@ def compute_pairs(
     weights: str = "items",
     tasks: Iterable[str] | None = None,
     filters: Mapping[str, str] | None = None,
-    n_boot: int = 5000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> list[PairedMetrics]:
@@ -112,12 +164,12 @@ def compute_pairs(
     table, scores, values = item_values(
         runs, pairs, score=score, normalise=normalise, tasks=tasks, filters=filters
     )
-    summary = summarise(values, table.strata, n_boot, seed, confidence, weights)
+    summary = summarise(values, table.strata, n_boot, seed, confidence, weights, table.clusters)
     meta = {"confidence": confidence, "n_boot": n_boot, "seed": seed}
     return [
         PairedMetrics(
             method=a,
-            baseline=b,
+            baseline=str(b),
             reference=r,
             scores=tuple(sorted(scores.items())),
             normalised=normalise,

@@ -1,9 +1,13 @@
 """Which runs test which claim: :func:`resolve_comparisons` from :class:`MethodInfo` rows.
 
-Rows are matched on their requested skip ratio (calibrated sweeps hit it to within a few
-hundredths); the realised ratios of both sides are in the note, flagged when they differ
-by more than 0.02. Nothing here reads files or folder names: the caller describes each
-run (:func:`~mindskip.verdicts.claims.method_info` reads an evaluation record).
+Rows are paired on their requested skip ratio; where the realised ratios differ by more
+than 0.02, B is replaced by B's mixture at A's realised ratio (``claims._cmp``). Claim 4
+also compares MindSkip with the best static mixture at its realised ratio: among every
+pair of static points of the unit (every ranking and candidate set, the router's own
+pattern, dense at 0) that brackets it, the one with the lowest pooled KL to dense by
+point estimate (chosen for the baseline, so the comparison errs against MindSkip).
+Nothing here reads files or folder names: the caller describes each run
+(:func:`~mindskip.verdicts.claims.method_info` reads an evaluation record).
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from .claims import (
     _routers,
     not_run,
 )
+from .compare import Mixture
 
 Info = Mapping[str, MethodInfo]
+Points = Mapping[str, float]  # pooled KL(dense || run) per run, for the best static mixture
+STATIC_KINDS = ("static", "router_static")
 MINDSKIP = "MindSkip (attn, sequence)"
 ROUTED_EDIT = "`baselines.static_units: [attn]` with `routed` in `baselines.static_candidates`"
 ALL_EDIT = "`baselines.static_units: [attn]` with `all` in `baselines.static_candidates`"
@@ -82,12 +89,13 @@ def _claim3(info: Info, dense: str) -> list[Comparison]:
     return _matched(info, 3, primary and primary[1], token, what, dense, **kw)
 
 
-def _static(info: Info, kind: str, ratio: float, candidates: str | None, run: str | None):
+def _static(info: Info, kind: str, ratio: float, family: tuple | None, run: str | None):
+    """The row of ``kind`` at the requested ``ratio`` (static: of that family)."""
     for name in sorted(info):
         i = info[name]
         if i.kind != kind or i.ratio is None or abs(i.ratio - ratio) > 1e-9:
             continue
-        if kind == "static" and (i.unit != "attn" or (i.candidates or "all") != candidates):
+        if kind == "static" and (i.unit, i.family()[3], i.family()[8]) != family:
             continue
         if kind == "router_static" and run is not None and i.run not in (None, run):
             continue
@@ -95,23 +103,64 @@ def _static(info: Info, kind: str, ratio: float, candidates: str | None, run: st
     return None
 
 
-def _claim4(info: Info, dense: str) -> list[Comparison]:
+def _static_label(candidates: str, ranking: str) -> str:
+    how = "last k layers" if ranking == "last" else "similarity ranking"
+    where = "the routed layers" if candidates == "routed" else "all layers (the paper's)"
+    return f"Attention Drop ({how}) over {where}"
+
+
+def best_static_mixture(
+    info: Info, ratio: float, unit: str, dense: str, kl: Points
+) -> tuple[Mixture, str] | None:
+    """The lowest-KL mixture of two static points of ``unit`` (or one static point and
+    dense) whose skip ratio is ``ratio``, by the pooled KL point estimates ``kl``; with
+    a description of the two points. None: no static point at or above ``ratio``."""
+    pts = [(0.0, dense, 0.0)]
+    for name in sorted(info):
+        i = info[name]
+        if i.kind in STATIC_KINDS and i.unit == unit and i.realised is not None and name in kl:
+            pts.append((float(i.realised), name, float(kl[name])))
+    best: tuple[float, Mixture] | None = None
+    for rl, lo, kl_lo in pts:
+        for rh, hi, kl_hi in pts:
+            if not rl <= ratio <= rh or (rh == rl and lo != hi) or (rh == rl and rl != ratio):
+                continue
+            mix = Mixture(lo, hi, 1.0, rl, rh) if rh == rl else Mixture.at(ratio, lo, rl, hi, rh)
+            value = mix.weight * kl_hi + (1 - mix.weight) * kl_lo
+            if best is None or value < best[0] - 1e-12:
+                best = (value, mix)
+    if best is None:
+        return None
+    mix = best[1]
+    desc = f"{mix.weight:.2f} x {mix.hi} (realised {mix.ratio_hi:.3f}) + "
+    desc += f"{1 - mix.weight:.2f} x {mix.lo} (realised {mix.ratio_lo:.3f})"
+    return mix, desc
+
+
+def _claim4(info: Info, dense: str, kl: Points | None = None) -> list[Comparison]:
     primary = _primary(info)
     if primary is None:
         return [not_run(4, f"{MINDSKIP} vs Attention Drop", "no attention/sequence router run")]
     run, variants = primary
     rule = CLAIM_BY_NUMBER[4].rule()
+    families = {("attn", "routed", "similarity"), ("attn", "all", "similarity")}
+    families |= {
+        (i.unit, i.family()[3], i.family()[8])
+        for i in info.values()
+        if i.kind == "static" and i.unit == "attn"
+    }
+    rows = [
+        ("static", fam, _static_label(fam[1], fam[2]), True,
+         ROUTED_EDIT if fam[1] == "routed" else ALL_EDIT)
+        for fam in sorted(families, key=lambda f: (f[2] != "similarity", f[2], f[1] != "routed"))
+    ]  # fmt: skip
+    rows.append(("router_static", None, "the router's own static pattern", False, PATTERN_EDIT))
     out: list[Comparison] = []
     for r in (0.125, 0.25):
         a = variants.get(r)
-        rows = [
-            ("static", "routed", "Attention Drop over the routed layers", True, ROUTED_EDIT),
-            ("static", "all", "Attention Drop over all layers (the paper's)", True, ALL_EDIT),
-            ("router_static", None, "the router's own static pattern", False, PATTERN_EDIT),
-        ]
-        for kind, cand, what, decides, edit in rows:
+        for kind, fam, what, decides, edit in rows:
             label = f"{MINDSKIP} vs {what} at {r:g}"
-            b = _static(info, kind, r, cand, run)
+            b = _static(info, kind, r, fam, run)
             if a is None:
                 why = f"no MindSkip row at {r:g}"
                 edit = f"add {r:g} to `sweep.skip_ratios`"
@@ -121,6 +170,21 @@ def _claim4(info: Info, dense: str) -> list[Comparison]:
                 out.append(not_run(4, label, why, edit, decides=decides, **rule))
             else:
                 out.append(_cmp(info, 4, label, a, b, dense, decides=decides, **rule))
+        if a is None:
+            continue
+        label = f"{MINDSKIP} vs the best static mixture at its ratio ({r:g} requested)"
+        ra = info[a].realised
+        found = None
+        if ra is not None and kl is not None:
+            found = best_static_mixture(info, ra, "attn", dense, kl)
+        if found is None:
+            why = "no static attention drop at or above MindSkip's realised ratio"
+            out.append(not_run(4, label, why, ALL_EDIT, **rule))
+            continue
+        mix, desc = found
+        note = f"realised skip ratio {ra:.3f}; B = {desc} (lowest KL by point estimate)"
+        out.append(Comparison(4, label, a, mix, dense, note=note, ratio_a=ra,
+                              ratio_b=mix.ratio, **rule))  # fmt: skip
     return out
 
 
@@ -179,22 +243,29 @@ def _claim6(info: Info, dense: str) -> list[Comparison]:
         out.append(not_run(6, "LoRA + routers vs routers", why, metric="gold_logprob"))
     else:
         label = f"LoRA + routers vs routers at {_fmt_ratio(r)}"
-        out.append(_cmp(info, 6, label, a, primary[1][r], dense, metric="gold_logprob"))
+        premise = (lora_only[0], dense, dense) if lora_only else None
+        out.append(
+            _cmp(info, 6, label, a, primary[1][r], dense, metric="gold_logprob", premise=premise)
+        )
     return out
 
 
-def resolve_comparisons(info: Info, dense: str) -> list[Comparison]:
+def resolve_comparisons(info: Info, dense: str, kl: Points | None = None) -> list[Comparison]:
     """Every claim's comparisons among the described runs, "not run" rows included.
 
     ``info`` maps each method name to its :class:`MethodInfo`; ``dense`` names the
     dense run. The attention/sequence router run with the most training samples is
     "MindSkip"; claim 1 uses its swept ratio nearest 0.25, claim 4 its rows at 0.125
     and 0.25 against static attention drop (routed layers, all layers) and against the
-    router's own static pattern (shown, ``decides=False``).
+    router's own static pattern (shown, ``decides=False``), and against the best static
+    mixture at its realised ratio when ``kl`` (pooled KL to dense per run) is given.
+    Every comparison between two methods is made at A's realised ratio (see
+    :func:`~mindskip.verdicts.claims._cmp`, tolerance 0.02).
     """
     if dense not in info:
-        info = {**info, dense: MethodInfo(kind="dense")}
+        info = {**info, dense: MethodInfo(kind="dense", realised=0.0)}
     out: list[Comparison] = []
-    for build in (_claim1, _claim2, _claim3, _claim4, _claim5, _claim6):
+    for build in (_claim1, _claim2, _claim3, _claim5, _claim6):
         out += build(info, dense)
-    return out
+    out += _claim4(info, dense, kl)
+    return sorted(out, key=lambda c: c.claim)

@@ -14,8 +14,12 @@ from statistics import NormalDist
 HOLDS = "holds"
 CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
+UNDECIDABLE = "not decidable at this n"
+PREMISE_NOT_MET = "premise not met"
+UNMATCHED = "unmatched ratio"
 NOT_RUN = "not run"
-VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
+VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, UNDECIDABLE, PREMISE_NOT_MET, UNMATCHED, NOT_RUN)
+POWER_Z = "two-sided 95% CI (each end a one-sided 2.5% test), power 0.8"
 DIRECTIONS = ("greater", "less", "equivalent")
 
 Band = tuple[float, float]
@@ -35,6 +39,45 @@ def minimum_detectable_effect(stderr: float, alpha: float = 0.05, power: float =
         raise ValueError(f"alpha and power must lie in (0, 1), got {alpha}, {power}")
     z = NormalDist()
     return (z.inv_cdf(1.0 - alpha / 2.0) + z.inv_cdf(power)) * float(stderr)
+
+
+def items_to_decide(
+    effect: float,
+    stderr: float,
+    n: int,
+    direction: str,
+    tolerance: float | Sequence[float] | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """Items a run would need for this comparison to be decided, if the true effect were
+    the observed one and the per-item spread stayed as observed (stderr ~ 1/sqrt(n)).
+
+    The comparison is decided when the two-sided ``1 - alpha`` CI clears the nearest
+    bound the verdict turns on (0 for a direction, the band's ends for a tolerance); the
+    CI's half-width at n items is ``z_{1-alpha/2} stderr_n`` and a power of ``power`` adds
+    ``z_power stderr_n``, so ``n_needed = n * ((z_{1-alpha/2} + z_power) stderr / margin)^2``
+    with ``margin`` the distance from the effect to that bound (the MDE formula of
+    :func:`minimum_detectable_effect` solved for n). For a band, the bound is whichever
+    end decides: inside the band, the nearer end (to hold); outside, the end it lies
+    beyond (to be contradicted). Infinite when the effect sits on a bound; NaN without a
+    stderr.
+    """
+    if _missing(effect) or _missing(stderr) or n <= 0:
+        return math.nan
+    if direction in ("greater", "less"):
+        margin = abs(float(effect))
+    elif direction == "equivalent":
+        if tolerance is None:
+            raise ValueError("direction 'equivalent' needs a tolerance")
+        lo, hi = tolerance_band(tolerance)
+        e = float(effect)
+        margin = min(e - lo, hi - e) if lo < e < hi else max(lo - e, e - hi)
+    else:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if margin <= 0:
+        return math.inf
+    return n * (minimum_detectable_effect(stderr, alpha, power) / margin) ** 2
 
 
 def tolerance_band(tolerance: float | Sequence[float]) -> Band:
@@ -104,21 +147,28 @@ def verdict(
 def combine_verdicts(verdicts: Iterable[str]) -> str:
     """One verdict for a claim tested by several comparisons (e.g. claim 4 at two ratios).
 
-    **not run** if none ran; **contradicted** if any comparison is contradicted;
-    **holds** if every comparison that ran holds; **inconclusive** otherwise. A claim
-    with some comparisons not run can still hold on the ones that ran (the table says
-    which did not).
+    **not run** if none ran (an unmatched comparison does not count as run: it decides
+    nothing); **contradicted** if any comparison is contradicted; **holds** if every
+    comparison that ran holds; else **inconclusive** if any is inconclusive (more items
+    could decide it), else **not decidable at this n** if any is, else **premise not
+    met**. A claim with some comparisons not run can still hold on the ones that ran
+    (the table says which did not).
     """
     vs = list(verdicts)
     for v in vs:
         if v not in VERDICTS:
             raise ValueError(f"unknown verdict {v!r}")
-    ran = [v for v in vs if v != NOT_RUN]
+    ran = [v for v in vs if v not in (NOT_RUN, UNMATCHED)]
     if not ran:
         return NOT_RUN
     if CONTRADICTED in ran:
         return CONTRADICTED
-    return HOLDS if all(v == HOLDS for v in ran) else INCONCLUSIVE
+    if all(v == HOLDS for v in ran):
+        return HOLDS
+    for v in (INCONCLUSIVE, UNDECIDABLE):
+        if v in ran:
+            return v
+    return PREMISE_NOT_MET
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,13 @@ def method_params(wildcards) -> dict:
     return PLAN.params(wildcards.method, wildcards.ratio)
 
 
+def method_label(wildcards, output) -> str | None:
+    """The method's display name (a run's ``name``), for its records. Taking ``output``
+    makes it a derived param, which Snakemake leaves out of its params-changed check: editing
+    a name reruns nothing (a record keeps the name it was written under)."""
+    return PLAN.label(wildcards.method)
+
+
 def run_params(wildcards) -> dict:
     return canonical(PLAN.runs[wildcards.run].entry)
 

@@ -10,6 +10,7 @@ rule evaluate:
         prompts=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.prompts.jsonl.gz",
     params:
         method=method_params,
+        label=method_label,
         eval=config["eval"],
         model=config["model"],
     conda:

@@ -9,6 +9,7 @@ rule profile:
         md=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.md",
     params:
         method=method_params,
+        label=method_label,
         profile=config["profile"],
         model=config["model"],
     conda:

@@ -7,7 +7,7 @@ from mindskip.evaluate import evaluate_model
 from mindskip.evaluate.cli import build_suite
 from mindskip.evaluate.suites import check_suite_available
 from mindskip.methods import prepare_method, set_task_rates
-from mindskip.modeling import load_model
+from mindskip.modeling import load_model, model_num_layers
 from mindskip.plan import resolve
 from mindskip.provenance import log_to_file, set_threads
 
@@ -23,7 +23,10 @@ suite = build_suite(
     num_fewshot=e.get("num_fewshot"),
 )
 check_suite_available(suite)  # before the model loads
-spec, meta = resolve(sm.params.method, dict(sm.input.items()))
+n_layers = model_num_layers(m["source"])  # its config: last-k static drop needs it
+spec, meta = resolve(
+    sm.params.method, dict(sm.input.items()), num_layers=n_layers, label=sm.params.label
+)
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
 prepare_method(model, spec)
 evaluate_model(

@@ -5,7 +5,7 @@ evaluation prompts; an input named ``prompts`` takes precedence)."""
 
 from pathlib import Path
 
-from mindskip.modeling import load_model, pick_device
+from mindskip.modeling import load_model, model_num_layers, pick_device
 from mindskip.plan import resolve
 from mindskip.profile import ProfileConfig, profile
 from mindskip.provenance import log_to_file
@@ -13,7 +13,10 @@ from mindskip.provenance import log_to_file
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 p, m = sm.params.profile, sm.params.model
-spec, meta = resolve(sm.params.method, dict(sm.input.items()))
+n_layers = model_num_layers(m["source"])  # its config: last-k static drop needs it
+spec, meta = resolve(
+    sm.params.method, dict(sm.input.items()), num_layers=n_layers, label=sm.params.label
+)
 model, _tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
 config = ProfileConfig(
     model=m["name"],

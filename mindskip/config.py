@@ -15,6 +15,7 @@ from typing import Any
 
 UNITS = ("attn", "mlp", "block")
 ROUTINGS = ("sequence", "token")
+ROUTER_DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,11 @@ class MindSkipConfig:
             only, times their gate, so the LM loss reaches the router through those rows
             (the paper-era release, Router-Tuning). The forward values are identical
             either way; inference always skips for real.
+        router_dtype: the precision the router and its pooling compute in: ``"float32"``
+            (ours: a score near tau is never flipped by rounding) or ``"bfloat16"`` (the
+            authors' bf16 runs: a sigmoid within about 0.002 of 0.5 rounds to 0.5, i.e.
+            executes). The router's weights are float32 either way (its optimizer's
+            master copy); only the computation is cast.
     """
 
     unit: str = "attn"
@@ -55,12 +61,17 @@ class MindSkipConfig:
     capacity_lambda: float = 0.0
     capacity_target: float | None = None
     full_compute_in_training: bool = True
+    router_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
             raise ConfigError(f"unit must be one of {UNITS}, got {self.unit!r}")
         if self.routing not in ROUTINGS:
             raise ConfigError(f"routing must be one of {ROUTINGS}, got {self.routing!r}")
+        if self.router_dtype not in ROUTER_DTYPES:
+            raise ConfigError(
+                f"router_dtype must be one of {ROUTER_DTYPES}, got {self.router_dtype!r}"
+            )
         if not isinstance(self.num_routed, int) or self.num_routed < 0:
             raise ConfigError(f"num_routed must be a non-negative integer, got {self.num_routed!r}")
         if self.layers is not None:

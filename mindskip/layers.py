@@ -171,7 +171,8 @@ class MindSkipLayer(GradientCheckpointingLayer):
         scores = None
         exec_ = self._forced(batch, length, h.device)
         if exec_ is None:
-            x = masked_mean(h, token_mask) if self.routing == "sequence" else h
+            dtype = self.router.compute_dtype
+            x = masked_mean(h, token_mask, dtype) if self.routing == "sequence" else h
             train = (
                 self.training and torch.is_grad_enabled() and self.router.proj.weight.requires_grad
             )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import read_json
+from .presets import expand_preset, own_changes
 
 NATIVE = "native"
 KINDS = ("dense", "lora", "router", "static", "random", "pattern")
@@ -96,6 +97,7 @@ class Run:
         label = entry.get(_ROUTER_LABEL)
         entry = {k: v for k, v in entry.items() if k != _ROUTER_LABEL}
         ident = {k: v for k, v in entry.items() if k not in _NOT_IDENTITY}
+        own = own_changes(entry)  # the recipe changes beyond the preset's
         if lora is not None:
             ident["lora"] = lora.entry
         target = entry.get("capacity_target")
@@ -104,10 +106,13 @@ class Run:
             f"{'free' if target is None else f'c{target:g}'}-{entry['data']}-"
             f"{entry['train_samples']}"
         )
-        for k, v in sorted((entry.get("recipe") or {}).items()):  # e.g. "-distill"
+        if entry.get("preset"):
+            readable += f"-{entry['preset']}"
+        for k, v in sorted(own.items()):  # e.g. "-distill"
             readable += f"-{v}" if k in _NAMED_SETTINGS else f"-{k}{v}"
         if entry.get("lora"):
             readable += f"-on-{entry['lora']}"
+        entry = expand_preset(entry)  # what the jobs run: the preset's settings applied
         return cls(
             slug=f"{readable}-{short_hash(ident)}",
             unit=entry["unit"],
@@ -318,9 +323,10 @@ def _derived(label: str | None, what: str) -> str | None:
 def _variant(entry: Mapping[str, Any], standard_data: str) -> str | None:
     """``"distill"``, ``"data=answered"``, ``"lr=0.01,penalty=per_layer"``: a run's recipe
     changes and its data when that is not the standard one (None: a standard run)."""
-    parts = [
+    parts = [entry["preset"]] if entry.get("preset") else []
+    parts += [
         str(v) if k in _NAMED_SETTINGS else f"{k}={v}"
-        for k, v in sorted((entry.get("recipe") or {}).items())
+        for k, v in sorted(own_changes(entry).items())
     ]
     if entry["data"] != standard_data:
         parts.append(f"data={entry['data']}")

@@ -105,6 +105,7 @@ def apply_mindskip(model: nn.Module, config: MindSkipConfig) -> nn.Module:
             context=context,
         )
         wrapper.full_compute_in_training = config.full_compute_in_training
+        wrapper.router.compute_dtype = getattr(torch, config.router_dtype)
         wrapper.gradient_checkpointing = getattr(layers[i], "gradient_checkpointing", False)
         if hasattr(layers[i], "_gradient_checkpointing_func"):
             wrapper._gradient_checkpointing_func = layers[i]._gradient_checkpointing_func

@@ -40,6 +40,7 @@ from .tables import (
     layers_table,
     main_table,
     published_scores,
+    recipes_table,
     speed_table,
     sweep_points,
     sweep_table,
@@ -57,6 +58,7 @@ TABLES = (
     "speed",
     "dense",
     "paper_main",
+    "recipes",
 )
 FIGURES = (
     "quality_vs_skip",
@@ -167,6 +169,15 @@ def build_report(
         "(resources/published/; their setting differs from ours where the row says so).",
     )
     table(paper_main, "paper_main", "The paper's main table (Llama-3-8B), for reference.")
+    table(
+        recipes_table(analysis.frontier, ev, tr),
+        "recipes",
+        f"Every router run at a calibrated ratio ({tag}), whatever its recipe: the capacity "
+        "its training reached, its realised skip ratio at its own threshold (native) and "
+        f"after calibration, {paired}, and KL against the best static mixture at its "
+        "realised ratio (the lowest-KL per-sequence mixture of two static drops, or one "
+        "and dense, by point estimate: it errs against the router).",
+    )
 
     specs = {r.method: r.spec for r in runs}  # methods named in words from their settings
     for fn, args in (

@@ -360,11 +360,19 @@ def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) ->
             "train examples": data.get("train_examples"),
             "objective": m.get("objective"),
             "penalty": m.get("penalty"),
+            "lr": (m.get("train_config") or {}).get("lr"),
+            "init": m.get("init"),
+            "loss over": (m.get("train_config") or {}).get("loss_reduction", "tokens"),
+            "training forward": "all rows x gate"
+            if cfg.get("full_compute_in_training", True)
+            else "executing rows x gate",
+            "router dtype": cfg.get("router_dtype", "float32"),
             "target capacity": cfg.get("capacity_target"),
             "lambda": cfg.get("capacity_lambda"),
             "capacity (val)": _round(val.get("capacity")),
             "dynamic share (val)": _round(val.get("dynamic_share")),
             "target reached": m.get("target_reached"),
+            "capacity note": m.get("target_note", ""),
             "val ppl dense": _round(val.get("ppl_dense"), 2),
             "val ppl routed": _round(val.get("ppl_routed"), 2),
             "val sequences": val.get("sequences"),
@@ -400,3 +408,44 @@ def layers_table(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         row |= {f"L{i}": f"{s:.2f} ({d:.2f})" for i, (s, d) in sub.iterrows()}
         rows.append(row)
     return layers, pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- recipes
+def recipes_table(
+    frontier: pd.DataFrame, evals: pd.DataFrame, runs: Sequence[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every router run at a calibrated ratio: the capacity its training reached, its
+    realised ratio at its own threshold (native) and after calibration, its paired
+    metrics against dense, and against the best static mixture at its realised ratio
+    (``frontier``, from :func:`mindskip.verdicts.analyse`): how each recipe fares, side by
+    side."""
+    from ..verdicts import format_claims
+
+    pooled = evals[evals["task"] == POOLED].set_index("name")
+    trained = {m["run"]: m for m in runs}
+    shown = format_claims(frontier) if len(frontier) else pd.DataFrame()
+    rows = []
+    for i, f in enumerate(frontier.itertuples(index=False)):
+        p = pooled.loc[f.a]
+        native = f"{p['method']}@native"
+        m = trained.get(p["run"], {})
+        val = m.get("val", {})
+        rows.append(
+            {
+                "method": f.comparison.removesuffix(" vs the best static mixture at its ratio"),
+                "capacity at the end of training (val)": _round(val.get("capacity")),
+                "target reached": m.get("target_reached"),
+                "realised ratio, native": (
+                    f"{pooled.loc[native, 'realised_skip_ratio']:.3f}"
+                    if native in pooled.index
+                    else ""
+                ),
+                "requested": f"{p['requested_skip_ratio']:.3f}",
+                "realised": f"{p['realised_skip_ratio']:.3f}",
+                **_paired_cells(p),
+                "KL vs the best static mixture [95% CI]": shown.iloc[i]["Effect [95% CI]"],
+                "verdict (KL lower than static)": f.verdict,
+                "static mixture": f.note.split("B = ", 1)[-1],
+            }
+        )
+    return frontier, pd.DataFrame(rows)

@@ -30,14 +30,27 @@ IGNORE_INDEX = -100
 Example = dict[str, Any]
 
 
-def format_record(tokenizer: Any, record: dict[str, Any]) -> tuple[str, str]:
+def authors_format(tokenizer: Any, record: dict[str, Any]) -> tuple[str, str]:
+    """The authors' text format (both releases): ``<|user|>``, the user message, then
+    ``<|assistant|>`` on lines of their own; the response is the output, EOS, a newline.
+    No chat template: the markers are plain text to the tokenizer."""
+    prompt = "<|user|>\n" + user_message(record).strip() + "\n<|assistant|>\n"
+    return prompt, record["output"].strip() + (tokenizer.eos_token or "") + "\n"
+
+
+def format_record(
+    tokenizer: Any, record: dict[str, Any], template: str = "chat"
+) -> tuple[str, str]:
     """``(prompt, response)`` texts of one record; the loss is on ``response`` only.
 
     With a chat template: user = instruction + "\\n\\n" + input (input only when non-empty),
     assistant = output; the response is the template's text after the generation prompt
     (the output and the template's end-of-turn). Without one: a plain
     ``### Instruction / ### Input / ### Response`` prompt and output + EOS.
+    ``template="authors"``: :func:`authors_format`.
     """
+    if template == "authors":
+        return authors_format(tokenizer, record)
     output = record["output"]
     if getattr(tokenizer, "chat_template", None):
         turns = [{"role": "user", "content": user_message(record)}]
@@ -54,14 +67,16 @@ def format_record(tokenizer: Any, record: dict[str, Any]) -> tuple[str, str]:
     return plain_prompt(record), output + (tokenizer.eos_token or "")
 
 
-def encode_record(tokenizer: Any, record: dict[str, Any], max_length: int) -> Example | None:
+def encode_record(
+    tokenizer: Any, record: dict[str, Any], max_length: int, template: str = "chat"
+) -> Example | None:
     """Token ids and labels (``-100`` outside the response), truncated to ``max_length``.
 
     Prompt and response are tokenized separately, so the label boundary is exact. None when
     truncation leaves no response token.
     """
-    prompt, response = format_record(tokenizer, record)
-    chat = bool(getattr(tokenizer, "chat_template", None))
+    prompt, response = format_record(tokenizer, record, template)
+    chat = template == "chat" and bool(getattr(tokenizer, "chat_template", None))
     p = tokenizer(prompt, add_special_tokens=not chat)["input_ids"]
     r = tokenizer(response, add_special_tokens=False)["input_ids"]
     ids = (p + r)[:max_length]
@@ -72,10 +87,11 @@ def encode_record(tokenizer: Any, record: dict[str, Any], max_length: int) -> Ex
 
 
 def encode_records(
-    tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int
+    tokenizer: Any, records: Sequence[dict[str, Any]], max_length: int, template: str = "chat"
 ) -> list[Example]:
     """:func:`encode_record` of each record, dropping those with no response token left."""
-    return [e for e in (encode_record(tokenizer, r, max_length) for r in records) if e]
+    encoded = (encode_record(tokenizer, r, max_length, template) for r in records)
+    return [e for e in encoded if e]
 
 
 def records_sha256(records: Sequence[dict[str, Any]]) -> str:

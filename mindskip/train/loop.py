@@ -163,8 +163,8 @@ def train_routers(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     routers, joint = _trainable(model, cfg, lora_dir)
-    train_ex = encode_records(tokenizer, train_records, cfg.max_length)
-    val_ex = encode_records(tokenizer, val_records, cfg.max_length)
+    train_ex = encode_records(tokenizer, train_records, cfg.max_length, cfg.template)
+    val_ex = encode_records(tokenizer, val_records, cfg.max_length, cfg.template)
     if not train_ex:
         raise ValueError("no training example keeps a response token within max_length")
     batch = cfg.eval_batch or cfg.micro_batch

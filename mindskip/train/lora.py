@@ -187,8 +187,8 @@ def train_lora(
         model, r=r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets
     )
     freeze_except(model, params)
-    train_ex = encode_records(tokenizer, train_records, cfg.max_length)
-    val_ex = encode_records(tokenizer, val_records, cfg.max_length)
+    train_ex = encode_records(tokenizer, train_records, cfg.max_length, cfg.template)
+    val_ex = encode_records(tokenizer, val_records, cfg.max_length, cfg.template)
     curve = _lora_loop(model, tokenizer, train_ex, params, cfg)
     for p in params:
         p.requires_grad_(False)

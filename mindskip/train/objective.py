@@ -53,6 +53,22 @@ def response_ce_sum(
     return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
 
 
+def response_ce_by_sequence(
+    model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per sequence, the mean next-token CE over its response tokens, summed over the
+    sequences (a sequence with none adds 0); the summed CE and the token count as
+    :func:`response_ce_sum`."""
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    ce = F.cross_entropy(logits, targets[keep], reduction="none")
+    rows = keep.nonzero()[:, 0]
+    per_seq = torch.zeros(labels.shape[0], device=ce.device).index_add(0, rows, ce)
+    counts = keep.sum(dim=1).clamp_min(1).to(per_seq.dtype)
+    return (per_seq / counts).sum(), ce.sum(), int(keep.sum())
+
+
 def lm_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """:func:`response_ce_sum` of a forward of ``batch``."""
     return response_ce_sum(model, decoder_hidden(model, batch), batch["labels"])
@@ -150,12 +166,14 @@ def objective_sums(
     teacher: torch.Tensor | None,
     chunk: int,
 ) -> dict[str, Any]:
-    """One forward of ``batch``: the summed response CE (always, for the record) and, for
-    ``distill``, the summed KL to ``teacher``; with the counts that normalise them."""
+    """One forward of ``batch``: the summed response CE (always, for the record), the
+    sum over sequences of each one's mean response CE (``lm_seq``, for
+    ``loss_reduction="sequence"``) and, for ``distill``, the summed KL to ``teacher``;
+    with the counts that normalise them."""
     hidden = decoder_hidden(model, batch)
     if objective == "lm":
-        ce, n_resp = response_ce_sum(model, hidden, batch["labels"])
-        return {"lm": ce, "response_tokens": n_resp}
+        seq, ce, n_resp = response_ce_by_sequence(model, hidden, batch["labels"])
+        return {"lm": ce, "lm_seq": seq, "response_tokens": n_resp}
     with torch.no_grad():  # recorded, not trained on
         ce, n_resp = response_ce_sum(model, hidden.detach(), batch["labels"])
     out: dict[str, Any] = {"lm": ce, "response_tokens": n_resp}

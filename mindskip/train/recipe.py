@@ -19,6 +19,8 @@ SCHEDULES = ("cosine", "linear", "constant")
 OBJECTIVES = ("lm", "distill")
 PENALTIES = ("global", "per_layer", "none")
 INITS = ("zero", "margin")
+LOSS_REDUCTIONS = ("tokens", "sequence")
+TEMPLATES = ("chat", "authors")
 # The paper's learning rate. Our default is larger: see TrainConfig.lr.
 PAPER_LR = 1e-5
 
@@ -54,9 +56,11 @@ class TrainConfig:
             and the validation KL): bounds their memory in forward and backward.
         penalty: the capacity penalty's form. ``"global"``: ``lambda * relu(c - target)``
             with c the capacity over all routed layers (``lambda * c`` without a target);
-            ``"per_layer"``: ``lambda * sum_l relu(c_l - target)`` (the authors' later
-            release; note the sum: lambda weighs each layer as much as ``global`` weighs
-            all of them); ``"none"``: no penalty (calibrate a threshold afterwards).
+            ``"per_layer"``: ``lambda * sum_l relu(c_l - target)``, computed per
+            micro-batch (the authors' later release has this form, applied per sample: it
+            is that release only at ``micro_batch=1``, as preset ``authors-v2`` runs it;
+            note the sum: lambda weighs each layer as much as ``global`` weighs all of
+            them); ``"none"``: no penalty (calibrate a threshold afterwards).
         penalty_warmup_ratio: fraction of optimizer steps over which lambda ramps linearly
             from 0 to its value (0: the full lambda from the first step).
         init: the routers' start (:mod:`mindskip.train.start`). ``"zero"`` (paper): zero
@@ -87,6 +91,14 @@ class TrainConfig:
             (``train_routers(..., lora_dir=...)``).
         lora_alpha, lora_dropout, lora_targets: the LoRA adapter settings.
         progress: show a tqdm progress bar.
+        loss_reduction: how the LM loss of a step is averaged. ``"tokens"``: the summed
+            response-token CE over the step's response tokens (every token weighs the
+            same); ``"sequence"``: each sequence's mean over its response tokens, then
+            the mean over the step's sequences (the HF model loss at micro-batch 1 with
+            gradient accumulation: the authors' releases).
+        template: how a record becomes text. ``"chat"``: the tokenizer's chat template
+            (a plain ``### Instruction`` prompt without one); ``"authors"``: the authors'
+            ``<|user|>`` / ``<|assistant|>`` text format (:mod:`mindskip.presets`).
     """
 
     lr: float = 1e-3
@@ -117,6 +129,8 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     progress: bool = True
+    loss_reduction: str = "tokens"
+    template: str = "chat"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
@@ -125,6 +139,8 @@ class TrainConfig:
             ("objective", OBJECTIVES),
             ("penalty", PENALTIES),
             ("init", INITS),
+            ("loss_reduction", LOSS_REDUCTIONS),
+            ("template", TEMPLATES),
         ):
             if getattr(self, name) not in allowed:
                 self._bad(name, f"must be one of {allowed}")

@@ -139,9 +139,14 @@ def _lora_block(run: RunRecord) -> dict[str, Any] | None:
 
 def check_target(metrics: dict[str, Any], config: MindSkipConfig, cfg: TrainConfig) -> bool | None:
     """Whether the validation capacity (else the last step's) is within the tolerance of
-    the target; None without a target. A miss is logged loudly, with what to change."""
+    the target; None without a target. A miss is logged loudly, with what to change, and
+    the record says why (``metrics["target_note"]``); so does a run with no target."""
     target = config.capacity_target
     if target is None:
+        metrics["target_note"] = (
+            "no capacity target: the run's capacity is wherever lambda "
+            f"({config.capacity_lambda:g}) and the LM loss leave it; a threshold sets the ratio"
+        )
         return None
     val = metrics["val"]
     cap = val.get("capacity", metrics["final_capacity"])
@@ -153,6 +158,10 @@ def check_target(metrics: dict[str, Any], config: MindSkipConfig, cfg: TrainConf
             if cap > target
             else "the objective did not pull capacity back up: lower capacity_lambda or lr, "
             "or train longer"
+        )
+        metrics["target_note"] = (
+            f"capacity {cap:.3f} vs target {target:.3f} +- {cfg.target_tolerance:g} after "
+            f"{metrics.get('optimizer_steps')} steps at lambda {config.capacity_lambda:g}: {hint}"
         )
         log.warning(
             "!!! CAPACITY TARGET NOT REACHED: realised capacity %.3f on %s, target %.3f "

@@ -105,6 +105,7 @@ class StepSetup:
     distill_chunk: int = 1024
     max_grad_norm: float | None = 1.0
     bf16: bool = True
+    loss_reduction: str = "tokens"
 
 
 def make_setup(
@@ -135,6 +136,7 @@ def make_setup(
         distill_chunk=cfg.distill_chunk,
         max_grad_norm=cfg.max_grad_norm,
         bf16=cfg.bf16,
+        loss_reduction=cfg.loss_reduction,
     )
     return loader, setup
 
@@ -145,8 +147,9 @@ def train_step(
     """Forward + backward over the micro-batches of ``batch``, clip, AdamW and schedule
     step. Returns the step's record (lr, losses, capacity, grad norm before clipping).
 
-    The objective is normalised over the whole step: the LM loss by its response tokens,
-    the KL by its real tokens; each micro-batch's capacity penalty is weighted by its
+    The objective is normalised over the whole step: the LM loss by its response tokens
+    (``loss_reduction="sequence"``: each sequence's mean, averaged over the step's
+    sequences), the KL by its real tokens; each micro-batch's capacity penalty is weighted by its
     share of the step's sequences (and by ``lambda_scale``, the penalty warm-up).
     """
     device = device_of(model)
@@ -159,8 +162,11 @@ def train_step(
     for micro, teacher in zip(batch.micro, teachers, strict=True):
         with autocast(device, setup.bf16):
             sums = objective_sums(model, micro, setup.objective, teacher, setup.distill_chunk)
+        by_sequence = setup.loss_reduction == "sequence" and setup.objective == "lm"
         if setup.objective == "distill":
             loss = sums["kl"] / max(batch.real_tokens, 1)
+        elif by_sequence:  # each sequence's mean, then the mean over the step's sequences
+            loss = sums["lm_seq"] / batch.sequences
         else:
             loss = sums["lm"] / max(batch.response_tokens, 1)
         pen = None
@@ -172,7 +178,10 @@ def train_step(
             totals["penalty"] += float(pen.detach())
         if loss.requires_grad:
             loss.backward()
-        totals["lm"] += float(sums["lm"].detach()) / max(batch.response_tokens, 1)
+        if by_sequence:
+            totals["lm"] += float(sums["lm_seq"].detach()) / batch.sequences
+        else:
+            totals["lm"] += float(sums["lm"].detach()) / max(batch.response_tokens, 1)
         if "kl" in sums:
             totals["kl"] += float(sums["kl"].detach()) / max(batch.real_tokens, 1)
     return _finish_step(model, batch, setup, totals, lambda_scale)

@@ -269,3 +269,25 @@ def resolve_comparisons(info: Info, dense: str, kl: Points | None = None) -> lis
         out += build(info, dense)
     out += _claim4(info, dense, kl)
     return sorted(out, key=lambda c: c.claim)
+
+
+def frontier_comparisons(info: Info, dense: str, kl: Points) -> list[Comparison]:
+    """Every routed row at a calibrated ratio (standard runs and variants alike: other
+    recipes, data, units) against the best static mixture of its unit at its realised
+    ratio, on KL (claim 4's test, for every run: how a recipe compares, not a verdict
+    on the paper). Rows with no static point at or above their ratio are left out."""
+    out = []
+    rule = CLAIM_BY_NUMBER[4].rule()
+    for name in sorted(info):
+        i = info[name]
+        if i.kind != "router" or i.ratio is None or i.realised is None or name not in kl:
+            continue
+        found = best_static_mixture(info, i.realised, i.unit or "attn", dense, kl)
+        if found is None:
+            continue
+        mix, desc = found
+        note = f"realised skip ratio {i.realised:.3f}; B = {desc} (lowest KL by point estimate)"
+        label = f"{i.label or name} vs the best static mixture at its ratio"
+        out.append(Comparison(4, label, name, mix, dense, note=note, ratio_a=i.realised,
+                              ratio_b=mix.ratio, **rule))  # fmt: skip
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -17,7 +17,7 @@ import pandas as pd
 from .claims import CLAIM_BY_NUMBER, CLAIMS, Comparison, MethodInfo, not_run
 from .compare import compute_pairs
 from .metrics import CI_METHOD, N_BOOT, POOLED, Estimate, PairedMetrics, Rows
-from .resolve import resolve_comparisons
+from .resolve import frontier_comparisons, resolve_comparisons
 from .rules import (
     HOLDS,
     INCONCLUSIVE,
@@ -216,6 +216,8 @@ class Analysis:
     results: dict[Comparison, PairedMetrics]
     claims: pd.DataFrame
     summary: pd.DataFrame
+    # every routed row (standard or not) against the best static mixture at its ratio
+    frontier: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def metrics_frame(self) -> pd.DataFrame:
         """Long format: every (method vs dense | comparison) x task x metric."""
@@ -254,8 +256,8 @@ def analyse(
         raise KeyError(f"no rows for the dense run {dense!r} (have {sorted(runs)})")
     pairs = [(m, dense, dense) for m in runs if m != dense]
     computed = dict(zip(pairs, compute_pairs(runs, pairs, **options), strict=True))
+    kl = {m: computed[m, dense, dense].get("kl").value for m in runs if m != dense}
     if comparisons is None:
-        kl = {m: computed[m, dense, dense].get("kl").value for m in runs if m != dense}
         comparisons = (
             resolve_comparisons(info, dense, kl)
             if info is not None
@@ -266,12 +268,14 @@ def analyse(
         names = [c.a, *_baseline_names(c.b), c.reference] if c.ran else []
         lacking = [n for n in names if n not in runs]
         checked.append(not_run(c.claim, c.label, f"no item rows for {lacking}") if lacking else c)
-    more = [c.pair for c in checked if c.ran and c.pair not in computed]
+    frontier = frontier_comparisons(info, dense, kl) if info is not None and kl else []
+    more = [c.pair for c in [*checked, *frontier] if c.ran and c.pair not in computed]
     more = list(dict.fromkeys(more))
     computed |= dict(zip(more, compute_pairs(runs, more, **options), strict=True))
     results = {c: computed[c.pair] for c in checked if c.ran}
     premises = {c.premise: computed[c.premise] for c in checked if c.premise in computed}
     table = claims_table(checked, results, available=available, premises=premises)
+    front = claims_table(frontier, {c: computed[c.pair] for c in frontier}, available=available)
     return Analysis(
         dense=dense,
         vs_dense={m: computed[m, dense, dense] for m in runs if m != dense},
@@ -279,6 +283,7 @@ def analyse(
         results=results,
         claims=table,
         summary=claim_summary(table),
+        frontier=front,
     )
 
 

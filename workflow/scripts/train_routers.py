@@ -24,6 +24,8 @@ config = MindSkipConfig(
     threshold=run["threshold"],
     capacity_lambda=run["capacity_lambda"],
     capacity_target=run["capacity_target"],
+    full_compute_in_training=run.get("full_compute_in_training", True),
+    router_dtype=run.get("router_dtype", "float32"),
 )
 r.pop("val_count")
 recipe = TrainConfig.from_dict({**r, "lora_r": run["lora_r"]})  # bad values stop here

@@ -24,24 +24,24 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mindskip import (
     MindSkipConfig,
     apply_mindskip,
+    decoder_layers,
     mindskip_layers,
     reset_routing_stats,
     routing_stats,
 )
 from mindskip.baselines import (
-    MethodSpec,
     calibrate_thresholds,
     drop_layers,
     load_ranking,
     measure_skip_ratio,
-    prepare_method,
     ranking_record,
     rates_from_stats,
     realised_skip_ratio,
     save_ranking,
     sequence_skip_ratios,
-    versions,
 )
+from mindskip.methods import RandomSkip, StaticDrop, prepare_method
+from mindskip.provenance import versions
 
 ASSETS = Path("results/assets")
 MODEL = ASSETS / "models/smollm2-135m-instruct"
@@ -153,12 +153,12 @@ def baselines(model, tok, held, ratio, args, kw) -> dict[str, float]:
     rates = rates_from_stats(model)
     out: dict[str, float] = {}
     fresh, _ = load(args.model)
-    spec = MethodSpec("random", unit=args.unit, rates=rates, seed=0)
+    spec = RandomSkip(unit=args.unit, rates=rates, seed=0)
     out[spec.slug] = measure_skip_ratio(prepare_method(fresh, spec), tok, held, **kw)
     ranking = args.out / f"importance-{args.unit}.json"
     if ranking.exists():
-        k = round(ratio * len(fresh.model.layers))
-        spec = MethodSpec("static", unit=args.unit, layers=drop_layers(load_ranking(ranking), k))
+        k = round(ratio * len(decoder_layers(fresh)))
+        spec = StaticDrop(unit=args.unit, layers=drop_layers(load_ranking(ranking), k))
         out[spec.slug] = measure_skip_ratio(prepare_method(fresh, spec), tok, held, **kw)
     return out
 

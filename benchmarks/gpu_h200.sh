@@ -16,7 +16,7 @@
 #            prefill b1 x 2048, b8 x 2048 (python -m mindskip.profile)
 #   captured the same variants, decode b1 x 512+128 and b16 x 1024+128, each decode step a
 #            CUDA graph over a static cache, decisions fixed at prefill (python -m
-#            mindskip.decode: the profiler's CLI with the `captured` cache kind), 6 repeats
+#            mindskip.profile with the `captured` cache kind), 6 repeats
 #   train    one router-training step vs one full fine-tuning step (AdamW), time and peak
 #            memory (mindskip.train.benchmark_training_cost); all 32 layers in bf16 with
 #            bf16 optimizer states (about 64 GB + activations; no fp32 master copy); on OOM
@@ -85,7 +85,7 @@ part checks 90 "$py" benchmarks/gpu_h200.py checks --out "$work" --model "$model
     "${layers[@]}" --device "$device" --dtype "$dtype" "${checks[@]}"
 part prefill 80 "$py" -m mindskip.profile "${profile[@]}" --grid "$prefill_grid" \
     --caches dynamic --repeats "${reps[0]}" --warmup 1 --out "$work/prefill"
-part captured 150 "$py" -m mindskip.decode "${profile[@]}" --grid "$decode_grid" \
+part captured 150 "$py" -m mindskip.profile "${profile[@]}" --grid "$decode_grid" \
     --caches captured --repeats "${reps[0]}" --warmup 0 --out "$work/captured"
 part train 75 "$py" benchmarks/gpu_h200.py train --out "$work" --model "$model" \
     --device "$device" --dtype "$dtype" "${train[@]}"

@@ -182,12 +182,10 @@ def test_cuda_graph_decode_equals_eager(unit, routing):
 
 
 def test_captured_cache_kind_in_the_profiler():
-    """``python -m mindskip.decode`` is the profiler with the ``captured`` cache kind: its
-    rows are measured (eagerly here, no CUDA) and decode the same tokens as dynamic."""
-    from mindskip.decode import register_profile_decoder
+    """The profiler's ``captured`` cache kind (``mindskip.profile.captured``): its rows are
+    measured (eagerly here, no CUDA) and decode the same tokens as dynamic."""
     from mindskip.profile import ProfileConfig, profile
 
-    register_profile_decoder()
     config = ProfileConfig(
         model="tiny", units=("attn", "block"), num_routed=4, grid=((2, 8, 4),),
         caches=("dynamic", "captured"), decode_timer="loop", repeats=1, warmup=0,

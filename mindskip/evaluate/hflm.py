@@ -37,7 +37,8 @@ from lm_eval.models import huggingface as _hf
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
-from .shared_prefix import ROUTE_ON, SharedPrefixScorer, decision_signatures, request_input
+from .shared_prefix import ROUTE_ON, SharedPrefixScorer, request_input
+from .signatures import decision_signatures
 
 _PAD_FN = "pad_and_concat"
 if not hasattr(_hf, _PAD_FN):  # pragma: no cover - guards an lm-eval refactor

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .signatures import decision_signatures
+
 
 def packable(model: nn.Module, row_length: int) -> bool:
     """Whether a packed row of ``row_length`` tokens gives exact scores for ``model``."""
@@ -108,8 +110,6 @@ def build_rows(
 
 def score_packed(scorer: Any, chunk: list[Any]) -> Iterator[tuple[int, tuple[float, bool]]]:
     """Score every request of ``chunk`` (prefix groups) in one forward."""
-    from .shared_prefix import decision_signatures
-
     dev = scorer.device
     rows = [(b, pos, cont) for b, g in enumerate(chunk) for pos, cont in g.members]
     members: list[list[tuple[int, list[int]]]] = [[] for _ in chunk]

@@ -37,6 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packed import packable, score_packed
+from .signatures import decision_signatures
+
 Request = tuple[Any, Sequence[int], Sequence[int]]
 ROUTE_ON = ("prompt", "request")  # what a sequence-routed model decides on when scoring
 
@@ -81,20 +84,6 @@ def group_by_context(requests: Sequence[Request], max_length: int) -> list[Prefi
 def request_input(context: Sequence[int], continuation: Sequence[int], max_length: int):
     """The token tuple lm-eval's per-request path feeds the model for this request."""
     return tuple((list(context) + list(continuation))[-(max_length + 1) :][:-1])
-
-
-def decision_signatures(model: nn.Module) -> list[str] | None:
-    """Per row of the last forward, its sequence decisions over the routed layers
-    (``"1"`` execute, ``"0"`` skip, layers in index order); None without sequence routing."""
-    from mindskip.surgery import is_mindskip, mindskip_layers
-
-    if not is_mindskip(model):
-        return None
-    layers = [lay for _, lay in sorted(mindskip_layers(model).items()) if lay.routing == "sequence"]
-    if not layers or any(lay.last_exec is None for lay in layers):
-        return None
-    bits = torch.stack([lay.last_exec.reshape(-1).bool() for lay in layers], 1).cpu().tolist()
-    return ["".join("1" if b else "0" for b in row) for row in bits]
 
 
 class SharedPrefixScorer:
@@ -213,8 +202,6 @@ class SharedPrefixScorer:
         return results  # type: ignore[return-value]
 
     def _score_chunk(self, chunk: list[PrefixGroup]) -> Iterator[tuple[int, tuple[float, bool]]]:
-        from .packed import packable, score_packed
-
         row = max(len(g.context) for g in chunk)
         row += max(sum(len(c) - 1 for _, c in g.members) for g in chunk)
         impl = getattr(self.model.config, "_attn_implementation", None)

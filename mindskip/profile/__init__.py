@@ -24,13 +24,15 @@ much as it does when scored. A failed variant raises :class:`ProfileError` (``st
   ``generate(N) - generate(1)`` (``decode_timer="generate"``) or as a greedy loop after an
   untimed prefill (``"loop"``). ``latency_ms`` is one step (one new token per sequence).
 - caches: ``dynamic``; ``static`` (``StaticCache``, eager); ``compiled`` (``StaticCache``
-  with the decode forward under ``torch.compile``). Static and compiled rows say whether
-  their greedy tokens equal the dynamic cache's (``check``).
+  with the decode forward under ``torch.compile``); ``captured`` (``StaticCache``, each
+  decode step a CUDA graph; loop timer only). Those rows say whether their greedy tokens
+  equal the dynamic cache's (``check``).
 
 Modules: :mod:`.config` (what to measure), :mod:`.inputs` (random ids or real prompts),
 :mod:`.variants` (the models), :mod:`.timing` (the runner, clocks, caches, and the decode
-seam), :mod:`.memory` (bytes and ops), :mod:`.stats` (spread and CIs), :mod:`.run` (the
-entry), :mod:`.output` (files), ``__main__`` (the command line)::
+seam), :mod:`.captured` (the ``captured`` cache kind), :mod:`.memory` (bytes and ops),
+:mod:`.stats` (spread and CIs), :mod:`.run` (the entry), :mod:`.output` (files),
+``__main__`` (the command line)::
 
     python -m mindskip.profile --model smollm2-135m --shape-only --out results/profile/x
 """

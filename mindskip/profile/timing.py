@@ -18,15 +18,14 @@ dropped, so that call allocates (and counts) its own; later calls reuse that one
 kind (the names in ``config.CACHES``). A kind says which cache class it decodes into, its
 policy, the one-token step of the loop timer (``step(runner, model)`` returns a callable
 with the model's signature) and how it adjusts ``generate``'s config (``None``: it runs
-only under the loop timer). A CUDA-graph captured decode plugs in as, e.g.,
-``DECODERS["captured"] = CacheKind("static", CachePolicy.REUSE, captured_step, None)``.
+only under the loop timer). The CUDA-graph captured decode (:mod:`.captured`) plugs in
+as ``DECODERS["captured"] = CacheKind("static", CachePolicy.REUSE, captured_step, None)``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..decode import cache_kwarg
 from .config import ProfileConfig
 from .inputs import Batch
 
@@ -83,8 +83,8 @@ def _compiled_generate(runner: Runner, gen: Any) -> None:
 
 
 def _captured_step(runner: Any, model: nn.Module) -> Callable:
-    """The decode step in a CUDA graph (:mod:`mindskip.decode`); eager on the CPU."""
-    from ..decode import profile_step
+    """The decode step in a CUDA graph (:mod:`.captured`); eager on the CPU."""
+    from .captured import profile_step
 
     return profile_step(runner, model)
 
@@ -97,12 +97,6 @@ DECODERS: dict[str, CacheKind] = {
     ),
     "captured": CacheKind("static", CachePolicy.REUSE, _captured_step, None, traced=False),
 }
-
-
-def cache_kwarg(model: nn.Module) -> str:
-    """transformers 5.2x calls the cache argument ``cache``; older 5.x ``past_key_values``."""
-    params = inspect.signature(type(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def new_cache(model: nn.Module, cache: str, max_len: int) -> Any:

@@ -78,8 +78,7 @@ def model_num_layers(path_or_id: str | Path) -> int:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(resolve_model_source(path_or_id))
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(text.num_hidden_layers)
+    return int(config.get_text_config().num_hidden_layers)
 
 
 def describe_model(model: torch.nn.Module) -> dict[str, Any]:

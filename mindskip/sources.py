@@ -40,10 +40,8 @@ def _offline() -> bool:
 
 
 def _cached(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on it
-        return False
+    from huggingface_hub import try_to_load_from_cache
+
     found = try_to_load_from_cache(repo_id, "config.json")
     return isinstance(found, str) and Path(found).is_file()
 

@@ -212,17 +212,27 @@ def test_shared_copy_shares_weights_and_kv_bytes_helper():
     assert kv_cache_bytes(getattr(out, "cache", None) or out.past_key_values) == 6 * per_layer
 
 
-def test_named_shapes_and_cli_help(capsys):
-    cfg = shape_config("llama3-8b")
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size) == (4096, 32, 14336)
-    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size) == (32, 8, 128256)
-    small = shape_config("smollm2-135m")
-    assert (small.hidden_size, small.num_hidden_layers, small.tie_word_embeddings) == (
-        576,
-        30,
-        True,
-    )
-    assert set(SHAPES) >= {"llama3-8b", "smollm2-135m"}
+# The released models' parameter counts (their model cards / safetensors index): a shape
+# that builds another count has a wrong width, head layout, vocabulary or embedding tie.
+PUBLISHED_PARAMETERS = {"llama3-8b": 8_030_261_248, "smollm2-135m": 134_515_008}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
+def test_named_shape_builds_the_published_model(name):
+    """The model that ``shape_only`` profiles (built from :func:`shape_config`, here on the
+    meta device: no memory) has exactly the released model's parameter count."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(shape_config(name))
+    assert sum(p.numel() for p in model.parameters()) == PUBLISHED_PARAMETERS[name]
+
+
+def test_every_named_shape_is_checked():
+    assert set(SHAPES) == set(PUBLISHED_PARAMETERS)
+
+
+def test_pattern_and_cli_help(capsys):
     assert ProfileConfig().pattern(30) == tuple(range(13, 28, 2))
     assert ProfileConfig().pattern(32) == tuple(range(15, 30, 2))
     with pytest.raises(SystemExit) as e:
@@ -232,20 +242,11 @@ def test_named_shapes_and_cli_help(capsys):
         ProfileConfig(grid=((1, 8, 1),))  # one new token has no decode step
 
 
-def _static_and_dense_specs() -> tuple[object, object]:
-    try:
-        from mindskip.methods import Dense, StaticDrop
-
-        return StaticDrop(unit="block", layers=(2, 4)), Dense()
-    except ImportError:  # before the specs moved to mindskip.methods
-        from mindskip.baselines import MethodSpec
-
-        return MethodSpec(kind="static", unit="block", layers=(2, 4)), MethodSpec(kind="dense")
-
-
 def test_method_spec_is_profiled_against_its_ceiling():
+    from mindskip.methods import Dense, StaticDrop
+
     cfg = ProfileConfig(model="tiny", units=(), grid=((2, 16, 0),), repeats=1, threads=1)
-    drop, dense = _static_and_dense_specs()
+    drop, dense = StaticDrop(unit="block", layers=(2, 4)), Dense()
     methods = {"drop": drop, "dense-spec": dense}
     rows = profile(cfg, model=_tiny(), methods=methods, progress=False).rows
     assert [(r["method"], r["variant"]) for r in rows] == [

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import urllib.error
 import urllib.parse
@@ -422,10 +421,3 @@ def subset_indices(
         return hashlib.sha256(f"{seed}:{task}:{i}".encode()).digest()
 
     return sorted(sorted(range(n_docs), key=rank)[:limit])
-
-
-def suite_from_json(text: str) -> Suite:
-    """Inverse of ``json.dumps(suite.to_dict())``."""
-    d = json.loads(text)
-    d["tasks"] = tuple(TaskSpec(**t) for t in d["tasks"])
-    return Suite(**d)

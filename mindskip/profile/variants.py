@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..config import MindSkipConfig
+from ..methods import prepare_method
 from ..surgery import (
     apply_mindskip,
     decoder_layers,
@@ -106,14 +107,6 @@ def lowest_capacity_layers(model: nn.Module) -> tuple[int, ...]:
     return tuple(sorted(sorted(total, key=lambda i: (total[i], i))[:k]))
 
 
-def _prepare_method() -> Callable[[nn.Module, Any], nn.Module]:
-    try:
-        from ..methods import prepare_method
-    except ImportError:  # before the move to mindskip.methods
-        from ..baselines import prepare_method  # type: ignore[no-redef]
-    return prepare_method
-
-
 def forced_variants(config: ProfileConfig, dense: nn.Module, weights: str) -> list[Variant]:
     """One forced-pattern MindSkip variant per unit of ``config.units``."""
     n = len(decoder_layers(dense))
@@ -143,7 +136,7 @@ def method_variant(
         unit = get_config(m).unit if is_mindskip(m) else ""
         label = f"callable {what} ({weights})"
     else:  # a method spec
-        m = _prepare_method()(m, method) or m
+        m = prepare_method(m, method) or m
         label, unit = f"method {method.slug} ({weights})", method.unit
     if not mindskip_layers(m):  # a dense spec: dense is measured already
         return None

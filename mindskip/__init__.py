@@ -2,6 +2,9 @@
 
 The core (config, routing, layers, surgery) depends on torch and transformers only.
 Names are imported lazily, so ``import mindskip.report`` stays free of torch.
+``import mindskip`` also registers the ``mindskip`` model with lm-eval, lazily
+(:mod:`mindskip.evaluate.registration`): ``lm_eval.simple_evaluate(model="mindskip", ...)``
+finds it, and lm-eval is not imported until then.
 
 Three lines::
 
@@ -15,7 +18,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .evaluate.registration import register_lazily
+
 __version__ = "0.1.0"
+register_lazily()
 
 _EXPORTS = {
     "config": ["ConfigError", "MindSkipConfig"],

@@ -8,7 +8,9 @@
                             method={"method": "dense"}, batch_size=8)
 
 Names are imported lazily: ``suites``, ``items`` and ``paired`` need neither torch nor
-lm-eval, so a report or a job's early check can use them cheaply.
+lm-eval, so a report or a job's early check can use them cheaply. The ``mindskip`` model
+is registered with lm-eval by ``import mindskip`` (:mod:`.registration`), so
+``lm_eval.simple_evaluate(model="mindskip", ...)`` needs no other import.
 """
 
 from __future__ import annotations

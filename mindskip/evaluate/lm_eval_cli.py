@@ -11,8 +11,8 @@ imports the registration (:class:`mindskip.evaluate.hflm.MindSkipLM`, registered
         --tasks piqa_embedded --include_path results/assets/tasks --device cpu
 
 ``mindskip-lm-eval`` (a console script of the package) is the same command. From Python,
-``import mindskip.evaluate.hflm`` registers the model for
-``lm_eval.simple_evaluate(model="mindskip", model_args=...)``.
+``import mindskip`` registers the model for
+``lm_eval.simple_evaluate(model="mindskip", model_args=...)`` (:mod:`.registration`).
 """
 
 from __future__ import annotations

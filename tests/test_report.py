@@ -364,3 +364,21 @@ def test_the_findings_say_no_more_than_the_claims_table(tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("- far vs dense"))
     if verdicts["far vs dense"] in ("inconclusive", "not decidable at this n"):
         assert "holds" not in line and "items would decide it" in line
+
+
+def test_every_router_row_meets_the_static_frontier_in_the_recipes_table(fixture_results, tmp_path):
+    from mindskip.report.readme import recipes_readme
+
+    root = tmp_path / "results"
+    build_report(
+        fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
+        PAPER, root / "tables", root / "figures", model_name="tiny",
+    )  # fmt: skip
+    recipes = pd.read_csv(root / "tables" / "recipes.csv")
+    # r1 at 0.25 (realised 0.25) against static drop at 0.267 mixed with dense
+    (row,) = recipes.itertuples(index=False)
+    assert row.a == "r1@0.250" and row.ratio_a == pytest.approx(0.25)
+    assert row.weight == pytest.approx(0.25 / 0.267, rel=1e-3)
+    config = {"eval": {"tasks": ["t1", "t2"], "limit": 10, "num_fewshot": 0}}
+    text = recipes_readme(root, config, "tiny")
+    assert f"{row.value:+.4f} [{row.ci_low:+.4f}, {row.ci_high:+.4f}]: **{row.verdict}**" in text

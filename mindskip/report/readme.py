@@ -185,6 +185,50 @@ def results_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
     return "\n".join(lines)
 
 
+def _recipe_sentences(tables: Path) -> list[str]:
+    """One line per recipe, every number read from the recipes and training tables."""
+    path = tables / "recipes.csv"
+    if not path.is_file():
+        return []
+    shown = pd.read_csv(tables / "recipes.csv")
+    if shown.empty:
+        return []
+    lines = []
+    for r in shown.itertuples(index=False):
+        method = r.comparison.removesuffix(" vs the best static mixture at its ratio")
+        lines.append(
+            f"- **{method}**: realised skip ratio {r.ratio_a:.3f} after calibration; KL "
+            f"against the best static mixture at that ratio {r.value:+.4f} [{r.ci_low:+.4f}, "
+            f"{r.ci_high:+.4f}]: **{r.verdict}** (lower than static: holds)."
+        )
+    return lines
+
+
+def recipes_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
+    """``results/authors/README.md``: ours beside the authors' released recipes."""
+    tables = root / "tables"
+    lines = [
+        f"# The authors' recipes beside ours ({model_name})",
+        "",
+        "<!-- Written by `python -m mindskip.report.readme --kind recipes` from the tables",
+        "     below it: edit the code, not the numbers. -->",
+        "",
+        "`config/authors.yaml`: the default run's router (our recipe) and the authors' two",
+        "released recipes (`mindskip/presets.py`: `authors`, the paper-era release, and",
+        "`authors-v2`, the later one), each calibrated to 0.25 on held-out items and scored on",
+        "the default run's items, beside static attention drop at 0.2 and 0.25.",
+        "",
+        *_how_it_ran(root, config),
+        *_section("Training: where each recipe leaves the routers", tables / "training.md"),
+        "## Each recipe against the best static mixture at its ratio",
+        "",
+        *_recipe_sentences(tables),
+        "",
+        *_section("The recipes table", tables / "recipes.md"),
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
@@ -192,9 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--config", type=Path, default=Path("config.yaml"))
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--kind", choices=("default", "recipes"), default="default")
     args = ap.parse_args(argv)
     config = yaml.safe_load(args.config.read_text())
-    write_text(args.results / "README.md", results_readme(args.results, config, args.model))
+    write = results_readme if args.kind == "default" else recipes_readme
+    write_text(args.results / "README.md", write(args.results, config, args.model))
     print(args.results / "README.md")
     return 0
 

@@ -196,6 +196,9 @@ def _recipe_sentences(tables: Path) -> list[str]:
     lines = []
     for r in shown.itertuples(index=False):
         method = r.comparison.removesuffix(" vs the best static mixture at its ratio")
+        if not r.matched:
+            lines.append(f"- **{method}**: {r.note}; nothing to compare with static drop.")
+            continue
         lines.append(
             f"- **{method}**: realised skip ratio {r.ratio_a:.3f} after calibration; KL "
             f"against the best static mixture at that ratio {r.value:+.4f} [{r.ci_low:+.4f}, "

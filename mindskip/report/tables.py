@@ -361,7 +361,9 @@ def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) ->
             "objective": m.get("objective"),
             "penalty": m.get("penalty"),
             "lr": (m.get("train_config") or {}).get("lr"),
-            "init": m.get("init"),
+            "init": (m.get("init") or {}).get("init")
+            if isinstance(m.get("init"), dict)
+            else m.get("init"),
             "loss over": (m.get("train_config") or {}).get("loss_reduction", "tokens"),
             "training forward": "all rows x gate"
             if cfg.get("full_compute_in_training", True)
@@ -443,8 +445,10 @@ def recipes_table(
                 "requested": f"{p['requested_skip_ratio']:.3f}",
                 "realised": f"{p['realised_skip_ratio']:.3f}",
                 **_paired_cells(p),
-                "KL vs the best static mixture [95% CI]": shown.iloc[i]["Effect [95% CI]"],
-                "verdict (KL lower than static)": f.verdict,
+                "KL vs the best static mixture [95% CI]": (
+                    shown.iloc[i]["Effect [95% CI]"] if f.matched else ""
+                ),
+                "verdict (KL lower than static)": f.verdict if f.matched else "",
                 "static mixture": f.note.split("B = ", 1)[-1],
             }
         )

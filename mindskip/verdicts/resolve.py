@@ -275,19 +275,25 @@ def frontier_comparisons(info: Info, dense: str, kl: Points) -> list[Comparison]
     """Every routed row at a calibrated ratio (standard runs and variants alike: other
     recipes, data, units) against the best static mixture of its unit at its realised
     ratio, on KL (claim 4's test, for every run: how a recipe compares, not a verdict
-    on the paper). Rows with no static point at or above their ratio are left out."""
+    on the paper). Rows with no static point at or above their ratio are left out; a row
+    that skips nothing is kept, unmatched, with a note saying so."""
     out = []
     rule = CLAIM_BY_NUMBER[4].rule()
     for name in sorted(info):
         i = info[name]
         if i.kind != "router" or i.ratio is None or i.realised is None or name not in kl:
             continue
+        label = f"{i.label or name} vs the best static mixture at its ratio"
+        if i.realised <= 0.0:  # nothing skipped: there is nothing to match it with
+            why = "skips nothing at its calibrated threshold (realised ratio 0)"
+            out.append(Comparison(4, label, name, dense, dense, note=why, ratio_a=0.0,
+                                  decides=False, matched=False, **rule))  # fmt: skip
+            continue
         found = best_static_mixture(info, i.realised, i.unit or "attn", dense, kl)
         if found is None:
             continue
         mix, desc = found
         note = f"realised skip ratio {i.realised:.3f}; B = {desc} (lowest KL by point estimate)"
-        label = f"{i.label or name} vs the best static mixture at its ratio"
         out.append(Comparison(4, label, name, mix, dense, note=note, ratio_a=i.realised,
                               ratio_b=mix.ratio, **rule))  # fmt: skip
     return out

@@ -171,6 +171,7 @@ def claims_table(
                 "ratio_a": math.nan if c.ratio_a is None else c.ratio_a,
                 "ratio_b": math.nan if c.ratio_b is None else c.ratio_b,
                 "weight": math.nan if c.weight is None else c.weight,
+                "matched": c.matched,
                 **_numbers(e),
                 "acc_metric": accuracy,
                 **_numbers(acc, "acc_"),

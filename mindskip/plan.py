@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import read_json
-from .presets import expand_preset, own_changes
+from .presets import expand_preset, own_changes, routing_changes
 
 NATIVE = "native"
 KINDS = ("dense", "lora", "router", "static", "random", "pattern")
@@ -108,6 +108,8 @@ class Run:
         )
         if entry.get("preset"):
             readable += f"-{entry['preset']}"
+            for k, v in sorted(routing_changes(entry).items()):
+                readable += f"-{v}" if k == "router_dtype" else f"-{k}{v}"
         for k, v in sorted(own.items()):  # e.g. "-distill"
             readable += f"-{v}" if k in _NAMED_SETTINGS else f"-{k}{v}"
         if entry.get("lora"):
@@ -324,6 +326,7 @@ def _variant(entry: Mapping[str, Any], standard_data: str) -> str | None:
     """``"distill"``, ``"data=answered"``, ``"lr=0.01,penalty=per_layer"``: a run's recipe
     changes and its data when that is not the standard one (None: a standard run)."""
     parts = [entry["preset"]] if entry.get("preset") else []
+    parts += [f"{k}={v}" for k, v in sorted(routing_changes(entry).items())]
     parts += [
         str(v) if k in _NAMED_SETTINGS else f"{k}={v}"
         for k, v in sorted(own_changes(entry).items())

@@ -19,7 +19,8 @@ Read from the authors' two public releases (no code copied):
 
 Both take the data from the entry (the paper: Alpaca, 1,000 samples; here ``data`` and
 ``train_samples`` of the entry). An entry's own ``recipe`` changes are applied on top of
-its preset's, so a departure can be tried one setting at a time.
+its preset's, and so are its ``full_compute_in_training`` and ``router_dtype`` when it
+sets them, so a departure can be tried one setting at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+OVERRIDABLE = ("full_compute_in_training", "router_dtype")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,21 @@ def expand_preset(entry: Mapping[str, Any]) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"unknown recipe preset {name!r}; known: {sorted(PRESETS)}")
     preset = PRESETS[name]
-    out = dict(entry) | dict(preset.routing)
+    # the two routing settings with no default in the schema: given on the entry, they
+    # are a deliberate departure from the preset (one change at a time)
+    kept = {k: entry[k] for k in OVERRIDABLE if k in entry}
+    out = dict(entry) | dict(preset.routing) | kept
     out["recipe"] = dict(preset.recipe) | dict(entry.get("recipe") or {})
     return out
+
+
+def routing_changes(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's routing settings that depart from its preset's."""
+    name = entry.get("preset")
+    if name is None:
+        return {}
+    base = PRESETS[name].routing
+    return {k: entry[k] for k in OVERRIDABLE if k in entry and entry[k] != base.get(k)}
 
 
 def own_changes(entry: Mapping[str, Any]) -> dict[str, Any]:

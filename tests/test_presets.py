@@ -143,3 +143,13 @@ def test_the_authors_recipe_trains_end_to_end_and_keeps_capacity_at_one(tmp_path
     assert m["final_capacity"] == m["min_capacity_after_warmup"] == 1.0
     assert m["mindskip_config"]["router_dtype"] == "bfloat16"
     assert m["mindskip_config"]["full_compute_in_training"] is False
+
+
+def test_a_routing_setting_given_on_the_entry_departs_from_its_preset():
+    entry = {**ENTRY, "preset": "authors", "router_dtype": "float32"}
+    p = plan(_config({**ENTRY, "preset": "authors"}, entry))
+    _, released, fp32 = p.runs.values()
+    assert released.entry["router_dtype"] == "bfloat16"
+    assert fp32.entry["router_dtype"] == "float32" and "-authors-float32-" in fp32.slug
+    assert fp32.entry["full_compute_in_training"] is False  # the rest stays the preset's
+    assert p.method(fp32.slug).variant == "authors,router_dtype=float32"

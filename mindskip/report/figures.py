@@ -52,7 +52,9 @@ KEY = "95% CIs, paired on the same items\nfilled: calibrated to a ratio; hollow:
 # ----------------------------------------------------------------------------- plumbing
 def _save(fig: Any, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for path, kw in zip(paths, ({"dpi": 150}, {}), strict=True):
+    # no creation date in the PDF: the same inputs give the same bytes
+    pdf = {"metadata": {"CreationDate": None}}
+    for path, kw in zip(paths, ({"dpi": 150}, pdf), strict=True):
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=path.suffix[1:], bbox_inches="tight", **kw)
     return paths

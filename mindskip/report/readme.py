@@ -197,7 +197,7 @@ def _recipe_sentences(tables: Path) -> list[str]:
     for r in shown.itertuples(index=False):
         method = r.comparison.removesuffix(" vs the best static mixture at its ratio")
         if not r.matched:
-            lines.append(f"- **{method}**: {r.note}; nothing to compare with static drop.")
+            lines.append(f"- **{method}**: not compared with static drop: {r.note}.")
             continue
         lines.append(
             f"- **{method}**: realised skip ratio {r.ratio_a:.3f} after calibration; KL "

@@ -275,8 +275,8 @@ def frontier_comparisons(info: Info, dense: str, kl: Points) -> list[Comparison]
     """Every routed row at a calibrated ratio (standard runs and variants alike: other
     recipes, data, units) against the best static mixture of its unit at its realised
     ratio, on KL (claim 4's test, for every run: how a recipe compares, not a verdict
-    on the paper). Rows with no static point at or above their ratio are left out; a row
-    that skips nothing is kept, unmatched, with a note saying so."""
+    on the paper). A row that skips nothing, or has no static point at or above its
+    ratio, is kept, unmatched, with a note saying so."""
     out = []
     rule = CLAIM_BY_NUMBER[4].rule()
     for name in sorted(info):
@@ -291,6 +291,12 @@ def frontier_comparisons(info: Info, dense: str, kl: Points) -> list[Comparison]
             continue
         found = best_static_mixture(info, i.realised, i.unit or "attn", dense, kl)
         if found is None:
+            why = (
+                f"no static drop at or above its realised ratio {i.realised:.3f} (add a ratio "
+                "to `baselines.static_ratios`)"
+            )
+            out.append(Comparison(4, label, name, dense, dense, note=why, ratio_a=i.realised,
+                                  decides=False, matched=False, **rule))  # fmt: skip
             continue
         mix, desc = found
         note = f"realised skip ratio {i.realised:.3f}; B = {desc} (lowest KL by point estimate)"

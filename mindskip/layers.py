@@ -219,18 +219,20 @@ class MindSkipLayer(GradientCheckpointingLayer):
             if not (self.training and torch.is_grad_enabled()):
                 return self._run_masked(x, h, self._decide_mask(h)[0], kwargs)
         decision, gate = self._decide(h, cache)
-        if gate is not None:
-            if self.full_compute_in_training:
-                return self._gated_full(x, h, gate, kwargs)
-            return self._gated_rows(x, h, decision, gate, kwargs, cache)
-        if decision.all:
+        if gate is not None and self.full_compute_in_training:
+            return self._gated_full(x, h, gate, kwargs)
+        # training on the executing rows only (the paper-era release) takes the gathering
+        # path below with the gate (exactly 1 forward, so the values equal inference): the
+        # LM loss reaches each router through the rows that execute; skipped rows cost
+        # nothing and send the router no gradient
+        if decision.all and gate is None:
             return self._run_all(x, h, kwargs)
         if self.routing == "token":
-            return self._run_tokens(x, h, decision, kwargs, cache)
+            return self._run_tokens(x, h, decision, kwargs, cache, gate)
         if decision.none:
             return self._skip_all(x)
         rows = decision.rows
-        return self._run_sequences(x, h.index_select(0, rows), rows, kwargs)
+        return self._run_sequences(x, h.index_select(0, rows), rows, kwargs, gate)
 
     def _run_masked(
         self, x: torch.Tensor, h: torch.Tensor, exec_: torch.Tensor, kwargs: dict
@@ -275,80 +277,62 @@ class MindSkipLayer(GradientCheckpointingLayer):
             return x + g * self.layer.mlp(h)
         return self._mlp_tail(x + g * self._attn(h, kwargs))
 
-    def _gated_rows(
+    def _run_sequences(
+        self,
+        x: torch.Tensor,
+        h_rows: torch.Tensor,
+        idx: torch.Tensor,
+        kwargs: dict,
+        gate: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Some sequences execute: ``h_rows`` is the normed input of rows ``idx`` only.
+        ``gate`` (training, executed rows only): the unit's contribution on those rows is
+        scaled by their straight-through gate."""
+        g = None if gate is None else gate.index_select(0, idx).to(x.dtype).view(-1, 1, 1)
+        if self.unit == "mlp":
+            return x.index_add(0, idx, _scaled(g, self.layer.mlp(h_rows)))
+        out = self._attn(h_rows, _gather_kwargs(kwargs, idx, x.shape[0]))
+        if self.unit == "attn":
+            return self._mlp_tail(x.index_add(0, idx, _scaled(g, out)))
+        x_rows = x.index_select(0, idx)
+        new = self._mlp_tail(x_rows + out)
+        return x.index_copy(0, idx, new if g is None else x_rows + g * (new - x_rows))
+
+    def _run_tokens(
         self,
         x: torch.Tensor,
         h: torch.Tensor,
         decision: Decision,
-        gate: torch.Tensor,
         kwargs: dict,
         cache: Any,
+        gate: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Training on the executing rows only (the paper-era release's semantics): the
-        unit runs where the router says execute, and its contribution there is multiplied
-        by the straight-through gate (exactly 1 forward, so the values equal inference),
-        so the LM loss reaches each router through the rows that execute. Skipped rows
-        cost nothing and send the router no gradient."""
-        if self.routing == "sequence":
-            if decision.none:
-                return self._skip_all(x)
-            idx = decision.rows
-            g = gate.index_select(0, idx).to(x.dtype).view(-1, 1, 1)
-            h_rows = h.index_select(0, idx)
-            if self.unit == "mlp":
-                return x.index_add(0, idx, g * self.layer.mlp(h_rows))
-            out = self._attn(h_rows, _gather_kwargs(kwargs, idx, x.shape[0]))
-            if self.unit == "attn":
-                return self._mlp_tail(x.index_add(0, idx, g * out))
-            x_rows = x.index_select(0, idx)
-            new = self._mlp_tail(x_rows + out)
-            return x.index_copy(0, idx, x_rows + g * (new - x_rows))
-        batch, length, hidden = x.shape
-        flat = decision.rows
-        g_flat = gate.reshape(-1).index_select(0, flat).to(x.dtype).unsqueeze(1)
-        if self.unit == "mlp":
-            out = self.layer.mlp(h.reshape(-1, hidden).index_select(0, flat))
-            return x.reshape(-1, hidden).index_add(0, flat, g_flat * out).view(x.shape)
-        attn = _token_attention(self.layer.self_attn, h, decision.mask, kwargs, cache)
-        if self.unit == "attn":  # attn is zero on skipped tokens: the gate only scales the rest
-            return self._mlp_tail(x + gate.to(x.dtype).unsqueeze(-1) * attn.to(x.dtype))
-        x0 = x.reshape(-1, hidden).index_select(0, flat)
-        xf = x0 + attn.to(x.dtype).reshape(-1, hidden).index_select(0, flat)
-        new = xf + self.layer.mlp(self.layer.post_attention_layernorm(xf))
-        out = x0 + g_flat * (new - x0)
-        return x.reshape(-1, hidden).index_copy(0, flat, out).view(batch, length, hidden)
-
-    def _run_sequences(
-        self, x: torch.Tensor, h_rows: torch.Tensor, idx: torch.Tensor, kwargs: dict
-    ) -> torch.Tensor:
-        """Some sequences execute: ``h_rows`` is the normed input of rows ``idx`` only."""
-        if self.unit == "mlp":
-            return x.index_add(0, idx, self.layer.mlp(h_rows))
-        out = self._attn(h_rows, _gather_kwargs(kwargs, idx, x.shape[0]))
-        if self.unit == "attn":
-            return self._mlp_tail(x.index_add(0, idx, out))
-        x_rows = x.index_select(0, idx) + out
-        return x.index_copy(0, idx, self._mlp_tail(x_rows))
-
-    def _run_tokens(
-        self, x: torch.Tensor, h: torch.Tensor, decision: Decision, kwargs: dict, cache: Any
-    ) -> torch.Tensor:
+        """Some tokens execute (``gate``: as in :meth:`_run_sequences`, per token)."""
         batch, length, hidden = x.shape
         flat = decision.rows
         layer = self.layer
+        g = None if gate is None else gate.reshape(-1, 1).index_select(0, flat).to(x.dtype)
         if self.unit == "mlp":
-            out = layer.mlp(h.reshape(-1, hidden).index_select(0, flat))
+            out = _scaled(g, layer.mlp(h.reshape(-1, hidden).index_select(0, flat)))
             return x.reshape(-1, hidden).index_add(0, flat, out).view(batch, length, hidden)
         if decision.none and cache is None:
             return self._skip_all(x)
-        x_attn = _token_attention(layer.self_attn, h, decision.mask, kwargs, cache).to(x.dtype)
-        x_attn = x + x_attn
-        if self.unit == "attn":
-            return self._mlp_tail(x_attn)
+        attn = _token_attention(layer.self_attn, h, decision.mask, kwargs, cache).to(x.dtype)
+        if self.unit == "attn":  # zero on skipped tokens: a gate only scales the rest
+            per_token = None if gate is None else gate.to(x.dtype).unsqueeze(-1)
+            return self._mlp_tail(x + _scaled(per_token, attn))
         # block: the MLP half runs on executing tokens only; skipped tokens keep x
-        xf = x_attn.reshape(-1, hidden).index_select(0, flat)
+        xf = (x + attn).reshape(-1, hidden).index_select(0, flat)
         out = xf + layer.mlp(layer.post_attention_layernorm(xf))
+        if g is not None:
+            x0 = x.reshape(-1, hidden).index_select(0, flat)
+            out = x0 + g * (out - x0)
         return x.reshape(-1, hidden).index_copy(0, flat, out).view(batch, length, hidden)
+
+
+def _scaled(g: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+    """``g * t``, or ``t`` itself without a gate (no extra op at inference)."""
+    return t if g is None else g * t
 
 
 def execution_device(layer: nn.Module) -> torch.device:

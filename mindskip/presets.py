@@ -61,28 +61,21 @@ _RELEASED = {
     "bf16": True,
 }
 
+# the routing both releases share: no penalty weight, no target, bf16 router
+_ROUTING = {"capacity_lambda": 0.0, "capacity_target": None, "router_dtype": "bfloat16"}
+
 PRESETS: dict[str, Preset] = {
     "authors": Preset(
         "authors",
         "CASE-Lab-UMD/Router-Tuning (the paper-era release)",
         recipe={**_RELEASED, "penalty": "global"},
-        routing={
-            "capacity_lambda": 0.0,
-            "capacity_target": None,
-            "full_compute_in_training": False,
-            "router_dtype": "bfloat16",
-        },
+        routing={**_ROUTING, "full_compute_in_training": False},
     ),
     "authors-v2": Preset(
         "authors-v2",
         "CASE-Lab-UMD/Router-Tuning-Mixture-of-Depths (the later release)",
         recipe={**_RELEASED, "penalty": "per_layer"},
-        routing={
-            "capacity_lambda": 0.0,
-            "capacity_target": None,
-            "full_compute_in_training": True,
-            "router_dtype": "bfloat16",
-        },
+        routing={**_ROUTING, "full_compute_in_training": True},
     ),
 }
 

@@ -362,17 +362,26 @@ def _claim_grid(
     return _finish(fig, out_dir, name, title, _shared_legend(axes, drawn)), drawn
 
 
-def _unit_colour(unit: str, routing: str) -> str:
-    return (TOKEN if routing == "token" else COLOUR).get(unit, "tab:gray")
+def _unit_style(unit: str, routing: str) -> dict[str, str]:
+    """A unit's colour (a darker set for token routing), the routing's marker and line."""
+    colour = (TOKEN if routing == "token" else COLOUR).get(unit, "tab:gray")
+    marker, line = ROUTING_STYLE[routing]
+    return {"color": colour, "marker": marker, "ls": line}
 
 
-def _by_settings(pooled: pd.DataFrame, s: Mapping[str, dict], samples: Any):
-    """{(unit, routing): the standard run shown for it}."""
+def _by_settings(evals: pd.DataFrame, specs: Mapping[str, Any] | None):
+    """The pooled rows, the specs and {(unit, routing): the standard run shown for it},
+    each with the MindSkip run's sample count where there is a choice."""
+    pooled = _pooled(evals)
+    s = _specs(pooled, specs)
+    primary = _primary(pooled, s)
+    samples = s[primary].get("train_samples") if primary else None
     groups: dict[tuple[str, str], list[str]] = {}
     for m, x in s.items():
         if _standard(x):
             groups.setdefault((x.get("unit", "attn"), x.get("routing", "sequence")), []).append(m)
-    return {k: _pick(pooled, s, v, samples) for k, v in sorted(groups.items())}
+    runs = {k: _pick(pooled, s, v, samples) for k, v in sorted(groups.items())}
+    return pooled, s, runs
 
 
 def figure_claim_units(
@@ -380,19 +389,12 @@ def figure_claim_units(
 ):
     """Claim 2, attention is the unit to skip: MindSkip on attention, MLP and block with the
     same routing (one column per routing; standard runs, the MindSkip run's sample count)."""
-    pooled = _pooled(evals)
-    s = _specs(pooled, specs)
-    primary = _primary(pooled, s)
-    samples = s[primary].get("train_samples") if primary else None
-    runs = _by_settings(pooled, s, samples)
+    pooled, s, runs = _by_settings(evals, specs)
     columns = []
     for routing in [r for r in ROUTINGS if any(k[1] == r for k in runs)]:
         series = [
-            (runs[(u, routing)], {"color": _unit_colour(u, routing),
-                                  "marker": ROUTING_STYLE[routing][0],
-                                  "ls": ROUTING_STYLE[routing][1]})
-            for u in UNITS if (u, routing) in runs
-        ]  # fmt: skip
+            (runs[(u, routing)], _unit_style(u, routing)) for u in UNITS if (u, routing) in runs
+        ]
         missing = [unit_name(u) for u in UNITS if (u, routing) not in runs]
         note = f"not run: {', '.join(missing)}" if missing else ""
         columns.append((f"{routing} routing", series, note))
@@ -407,18 +409,10 @@ def figure_claim_routing(
     evals: pd.DataFrame, out_dir: Path, title: str, *, specs: Mapping[str, Any] | None = None
 ):
     """Claim 3, sequence routing at least as good as token routing: one column per unit."""
-    pooled = _pooled(evals)
-    s = _specs(pooled, specs)
-    primary = _primary(pooled, s)
-    samples = s[primary].get("train_samples") if primary else None
-    runs = _by_settings(pooled, s, samples)
+    pooled, s, runs = _by_settings(evals, specs)
     columns = []
     for unit in [u for u in UNITS if any(k[0] == u for k in runs)]:
-        series = [
-            (runs[(unit, r)], {"color": _unit_colour(unit, r), "marker": ROUTING_STYLE[r][0],
-                               "ls": ROUTING_STYLE[r][1]})
-            for r in ROUTINGS if (unit, r) in runs
-        ]  # fmt: skip
+        series = [(runs[(unit, r)], _unit_style(unit, r)) for r in ROUTINGS if (unit, r) in runs]
         missing = [f"{r} routing" for r in ROUTINGS if (unit, r) not in runs]
         note = f"not run: {', '.join(missing)}" if missing else ""
         columns.append((unit_name(unit), series, note))

@@ -421,13 +421,12 @@ def recipes_table(
     metrics against dense, and against the best static mixture at its realised ratio
     (``frontier``, from :func:`mindskip.verdicts.analyse`): how each recipe fares, side by
     side."""
-    from ..verdicts import format_claims
+    from ..verdicts.table import format_effect
 
     pooled = evals[evals["task"] == POOLED].set_index("name")
     trained = {m["run"]: m for m in runs}
-    shown = format_claims(frontier) if len(frontier) else pd.DataFrame()
     rows = []
-    for i, f in enumerate(frontier.itertuples(index=False)):
+    for f in frontier.itertuples(index=False):
         p = pooled.loc[f.a]
         native = f"{p['method']}@native"
         m = trained.get(p["run"], {})
@@ -446,7 +445,7 @@ def recipes_table(
                 "realised": f"{p['realised_skip_ratio']:.3f}",
                 **_paired_cells(p),
                 "KL vs the best static mixture [95% CI]": (
-                    shown.iloc[i]["Effect [95% CI]"] if f.matched else ""
+                    format_effect(f.metric, f.value, f.ci_low, f.ci_high) if f.matched else ""
                 ),
                 "verdict (KL lower than static)": f.verdict if f.matched else "",
                 "static mixture": f.note.split("B = ", 1)[-1],

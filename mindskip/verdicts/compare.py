@@ -105,7 +105,7 @@ def item_values(
     """The aligned items, each task's score column and the per-item values behind
     :func:`compute_pairs`: an ``(items, len(pairs) * len(METRICS))`` array, one block of
     :data:`METRICS` columns per pair (NaN where a metric is undefined for an item)."""
-    used = list(dict.fromkeys(name for pair in pairs for name in _names(pair)))
+    used = list(dict.fromkeys(name for pair in pairs for name in pair_names(pair)))
     missing = [name for name in used if name not in runs]
     if missing:
         raise KeyError(f"no rows for runs {missing} (have {sorted(runs)})")
@@ -130,7 +130,8 @@ def item_values(
     return table, scores, np.hstack(blocks)
 
 
-def _names(pair: Pair) -> list[str]:
+def pair_names(pair: Pair) -> list[str]:
+    """Every run a comparison reads: A, B (a mixture's two points) and the reference."""
     a, b, r = pair
     return [a, *([b.lo, b.hi] if isinstance(b, Mixture) else [b]), r]
 

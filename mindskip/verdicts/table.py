@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .claims import CLAIM_BY_NUMBER, CLAIMS, Comparison, MethodInfo, not_run
-from .compare import compute_pairs
+from .compare import compute_pairs, pair_names
 from .metrics import CI_METHOD, N_BOOT, POOLED, Estimate, PairedMetrics, Rows
 from .resolve import frontier_comparisons, resolve_comparisons
 from .rules import (
@@ -266,8 +266,7 @@ def analyse(
         )
     checked = []
     for c in comparisons:
-        names = [c.a, *_baseline_names(c.b), c.reference] if c.ran else []
-        lacking = [n for n in names if n not in runs]
+        lacking = [n for n in (pair_names(c.pair) if c.ran else []) if n not in runs]
         checked.append(not_run(c.claim, c.label, f"no item rows for {lacking}") if lacking else c)
     frontier = frontier_comparisons(info, dense, kl) if info is not None and kl else []
     more = [c.pair for c in [*checked, *frontier] if c.ran and c.pair not in computed]
@@ -286,10 +285,6 @@ def analyse(
         summary=claim_summary(table),
         frontier=front,
     )
-
-
-def _baseline_names(b: Any) -> list[str]:
-    return [b.lo, b.hi] if hasattr(b, "weight") and hasattr(b, "lo") else [b]
 
 
 def bootstrap_caption(n_boot: int = N_BOOT, seed: int = 0, confidence: float = 0.95) -> str:

@@ -80,10 +80,10 @@ def test_plan_of_the_default_config():
         p.methods
     )
     # dense and the router natively (and under route_on=request); the router, random and
-    # its pattern at every swept ratio; static drop (2 rankings x 2 candidate sets) at every
-    # swept ratio and baselines.static_ratios (0.2)
+    # its pattern at every swept ratio; static drop (the similarity ranking x 2 candidate
+    # sets) at every swept ratio and baselines.static_ratios (0.2)
     assert p.static_ratios == ("0.125", "0.200", "0.250")
-    assert len(p.eval_jobs) == 3 + len(p.ratios) * 3 + len(p.static_ratios) * 4
+    assert len(p.eval_jobs) == 3 + len(p.ratios) * 3 + len(p.static_ratios) * 2
     req = p.method(f"request-{run.slug}")
     assert (req.kind, req.route_on, req.variant) == ("router", "request", "request")
     assert (f"request-{run.slug}", "native") not in p.profile_jobs

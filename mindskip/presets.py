@@ -19,8 +19,9 @@ Read from the authors' two public releases (no code copied):
 
 Both take the data from the entry (the paper: Alpaca, 1,000 samples; here ``data`` and
 ``train_samples`` of the entry). An entry's own ``recipe`` changes are applied on top of
-its preset's, and so are its ``full_compute_in_training`` and ``router_dtype`` when it
-sets them, so a departure can be tried one setting at a time.
+its preset's, and so are its ``full_compute_in_training``, ``router_dtype`` and capacity
+penalty (``capacity_lambda``, ``capacity_target``) when it sets them, so a departure can be
+tried one setting at a time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OVERRIDABLE = ("full_compute_in_training", "router_dtype")
+# routing settings an entry may set against its preset. The penalty's two have schema
+# defaults (lambda 0, no target) equal to both presets' values, so an entry that leaves
+# them out keeps the preset's; router_dtype and full_compute_in_training have none.
+OVERRIDABLE = ("full_compute_in_training", "router_dtype", "capacity_lambda", "capacity_target")
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,8 @@ def expand_preset(entry: Mapping[str, Any]) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"unknown recipe preset {name!r}; known: {sorted(PRESETS)}")
     preset = PRESETS[name]
-    # the two routing settings with no default in the schema: given on the entry, they
-    # are a deliberate departure from the preset (one change at a time)
+    # given on the entry, these are a deliberate departure from the preset (one change at
+    # a time; see OVERRIDABLE)
     kept = {k: entry[k] for k in OVERRIDABLE if k in entry}
     out = dict(entry) | dict(preset.routing) | kept
     out["recipe"] = dict(preset.recipe) | dict(entry.get("recipe") or {})

@@ -153,3 +153,15 @@ def test_a_routing_setting_given_on_the_entry_departs_from_its_preset():
     assert fp32.entry["router_dtype"] == "float32" and "-authors-float32-" in fp32.slug
     assert fp32.entry["full_compute_in_training"] is False  # the rest stays the preset's
     assert p.method(fp32.slug).variant == "authors,router_dtype=float32"
+
+
+def test_a_capacity_penalty_given_on_the_entry_departs_from_its_preset():
+    penalised = {**ENTRY, "preset": "authors", "capacity_target": 0.5, "capacity_lambda": 10.0}
+    p = plan(_config({**ENTRY, "preset": "authors"}, penalised))
+    _, released, pen = p.runs.values()
+    assert released.entry["capacity_lambda"] == 0.0 and released.entry["capacity_target"] is None
+    assert "-capacity" not in released.slug  # leaving them out keeps the preset's
+    assert pen.entry["capacity_lambda"] == 10.0 and pen.entry["capacity_target"] == 0.5
+    assert pen.entry["router_dtype"] == "bfloat16"  # the rest stays the preset's
+    assert "-c0.5-" in pen.slug and "capacity_lambda10.0" in pen.slug
+    assert p.method(pen.slug).variant == "authors,capacity_lambda=10.0,capacity_target=0.5"

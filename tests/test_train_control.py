@@ -19,6 +19,7 @@ from mindskip import (
 from mindskip.routing import masked_mean
 from mindskip.train import (
     TrainConfig,
+    capacity_multiplier,
     capacity_penalty,
     collate,
     encode_records,
@@ -203,3 +204,66 @@ def test_layer_decisions_equal_under_autocast():
             auto, _ = layer._decide(h, None)
         assert torch.equal(plain.mask, auto.mask)
         assert torch.equal(scores, layer.last_scores)
+
+
+def test_dual_multiplier_is_a_signed_lagrangian_moved_by_the_capacity_error():
+    cfg = MindSkipConfig(num_routed=4, capacity_lambda=2.0, capacity_target=0.5)
+    model = apply_mindskip(make_model(), cfg)
+    randomise_routers(model, scale=30.0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in mindskip_layers(model).values():
+        layer.router.proj.weight.requires_grad_(True)
+    _gated_forward(model, make_tokenizer())
+    caps = {str(i): float(c.detach()) for i, c in layer_capacities(model).items()}
+    assert len(set(caps.values())) > 1
+    per = capacity_multiplier(cfg, "per_layer", "dual", lr=4.0)
+    per.values = {k: (-3.0 if j % 2 else 7.0) for j, k in enumerate(caps)}
+    want = sum(per.values[k] * (c - 0.5) for k, c in caps.items())  # no relu: signed
+    assert float(per.penalty(model).detach()) == pytest.approx(want)
+    glob = capacity_multiplier(cfg, "global", "dual", lr=4.0)
+    overall = sum(caps.values()) / len(caps)
+    assert float(glob.penalty(model).detach()) == pytest.approx(
+        2.0 * (overall - 0.5)
+    )  # starts at lambda
+    # one dual step: up while capacity is above the target, down (to negative) below it
+    glob.update(0.8, {})
+    assert glob.values == {"all": pytest.approx(2.0 + 4.0 * 0.3)}
+    glob.update(0.0, {})
+    assert glob.values["all"] == pytest.approx(3.2 - 2.0) and glob.values["all"] > 0
+    glob.update(0.0, {})
+    assert glob.values["all"] < 0  # a negative multiplier pulls capacity back up
+    k0, k1 = list(caps)[:2]
+    per.update(float("nan"), {int(k0): 1.0, int(k1): float("nan")})
+    assert per.values[k0] == pytest.approx(7.0 + 4.0 * 0.5)
+    assert per.values[k1] == -3.0  # no decision this step: unchanged
+    with pytest.raises(ValueError, match="capacity_target"):
+        capacity_multiplier(cfg.replace(capacity_target=None), "global", "dual", lr=1.0)
+    assert capacity_multiplier(cfg, "global", "fixed", lr=1.0) is None
+    with pytest.raises(ValueError, match="needs a penalty"):
+        TrainConfig(capacity_control="dual", penalty="none")
+
+
+@pytest.mark.parametrize("penalty", ["global", "per_layer"])
+def test_dual_control_records_each_step_multiplier_and_its_update(penalty):
+    recs = make_records(40)
+    cfg = MindSkipConfig(num_routed=4, capacity_lambda=1.0, capacity_target=0.5)
+    tc = TrainConfig(
+        **{**FAST, "lr": 1e-2, "epochs": 2, "penalty": penalty},
+        capacity_control="dual",
+        dual_lr=3.0,
+    )
+    m = train_routers(make_model(), make_tokenizer(), recs[:32], recs[32:], cfg, tc)
+    log = m["log"]
+    assert len(log) >= 4
+    first = log[0]["lambda"]
+    assert set(first.values()) == {1.0}  # every multiplier starts at capacity_lambda
+    for a, b in zip(log, log[1:], strict=False):
+        caps = {"all": a["capacity"]} if penalty == "global" else a["capacity_per_layer"]
+        assert set(b["lambda"]) == set(caps)
+        for k, c in caps.items():
+            assert b["lambda"][k] == pytest.approx(a["lambda"][k] + 3.0 * (c - 0.5))
+    assert m["capacity_multipliers"] != first  # it moved
+    assert "capacity_multipliers" not in train_routers(
+        make_model(), make_tokenizer(), recs[:16], recs[32:], cfg, TrainConfig(**FAST)
+    )

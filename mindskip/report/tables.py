@@ -370,7 +370,7 @@ def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) ->
             else "executing rows x gate",
             "router dtype": cfg.get("router_dtype", "float32"),
             "target capacity": cfg.get("capacity_target"),
-            "lambda": cfg.get("capacity_lambda"),
+            "lambda": _lambda_cell(cfg.get("capacity_lambda"), m.get("capacity_multipliers")),
             "capacity (val)": _round(val.get("capacity")),
             "dynamic share (val)": _round(val.get("dynamic_share")),
             "target reached": m.get("target_reached"),
@@ -389,6 +389,15 @@ def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) ->
             row["paper avg at this size (Llama-3-8B-Instruct)"] = match.iloc[0]["avg"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _lambda_cell(start: Any, multipliers: dict[str, float] | None) -> Any:
+    """The run's lambda; under dual control, where its multipliers started and ended."""
+    if not multipliers:
+        return start
+    vals = list(multipliers.values())
+    end = f"{vals[0]:.3g}" if len(vals) == 1 else f"{min(vals):.3g}..{max(vals):.3g}"
+    return f"dual: {start:g} -> {end}"
 
 
 def _round(v: Any, digits: int = 3) -> Any:

@@ -34,7 +34,9 @@ from .examples import (
 from .loop import train_routers
 from .lora import LORA_CONFIG_FILE, LORA_FILE, add_lora, load_adapters, save_adapters, train_lora
 from .objective import (
+    CapacityMultiplier,
     capacity_from_gates,
+    capacity_multiplier,
     capacity_penalty,
     kl_sum,
     layer_capacities,
@@ -48,6 +50,8 @@ from .step import StepSetup, train_step
 from .validate import dynamic_share, evaluate, validate
 
 __all__ = [
+    "CapacityMultiplier",
+    "capacity_multiplier",
     "IGNORE_INDEX",
     "INITS",
     "LORA_CONFIG_FILE",

@@ -201,6 +201,8 @@ def train_routers(
         t_start=t_start,
     )
     metrics = metrics_record(model, tokenizer, run)
+    if setup.multiplier is not None:  # dual control: where each multiplier ended
+        metrics["capacity_multipliers"] = dict(setup.multiplier.values)
     metrics["target_reached"] = check_target(metrics, mindskip_config, cfg)
     if out_dir is not None:
         save_run(model, Path(out_dir), metrics, joint_lora=bool(joint))

@@ -11,11 +11,15 @@
   ``per_layer`` (``lambda * sum_l relu(c_l - target)``), ``none``. Without a target, the
   relu is dropped (the paper's ``lambda * c``). The capacities are the straight-through
   gates of the last forward, so the penalty's gradient reaches the routers.
+- Dual control (:class:`CapacityMultiplier`, ``capacity_control="dual"``): lambda is the
+  Lagrange multiplier of "capacity = target", ``lambda * (c - target)`` with no relu, and
+  moves after every optimizer step by ``dual_lr`` times that step's capacity error.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -157,6 +161,61 @@ def capacity_penalty(
         terms = [c if target is None else F.relu(c - target) for c in caps.values()]
         return lam * torch.stack(terms).sum()
     raise ValueError(f"penalty must be 'global', 'per_layer' or 'none', got {penalty!r}")
+
+
+@dataclass
+class CapacityMultiplier:
+    """Lagrange multipliers of the constraint "capacity = target": one over all routed
+    layers (``key="all"``, penalty ``global``) or one per layer (``per_layer``).
+
+    :meth:`penalty` is ``sum_k lambda_k * (c_k - target)`` on the straight-through gates of
+    the last forward (differentiable); :meth:`update` is one dual ascent step on the
+    realised capacities of an optimizer step, ``lambda_k += lr * (c_k - target)``. A
+    multiplier grows while its capacity is above the target and turns negative below it,
+    so the routers are pulled to the target from either side.
+    """
+
+    target: float
+    lr: float
+    start: float
+    per_layer: bool = False
+    values: dict[str, float] = field(default_factory=dict)
+
+    def value(self, key: str) -> float:
+        return self.values.setdefault(key, self.start)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        caps = (
+            {str(i): c for i, c in layer_capacities(model).items()}
+            if self.per_layer
+            else {"all": c}
+            if (c := capacity_from_gates(model)) is not None
+            else {}
+        )
+        if not caps:
+            return None
+        return torch.stack([self.value(k) * (c - self.target) for k, c in caps.items()]).sum()
+
+    def update(self, capacity: float, per_layer: dict[int, float]) -> None:
+        caps = {str(i): c for i, c in per_layer.items()} if self.per_layer else {"all": capacity}
+        for k, c in caps.items():
+            if c == c:  # a layer that made no decision this step keeps its multiplier
+                self.values[k] = self.value(k) + self.lr * (c - self.target)
+
+
+def capacity_multiplier(
+    config: MindSkipConfig, penalty: str, control: str, lr: float
+) -> CapacityMultiplier | None:
+    """The run's multipliers for ``control="dual"``, else None (a fixed lambda)."""
+    if control != "dual":
+        return None
+    if config.capacity_target is None:
+        raise ValueError("capacity_control='dual' pulls capacity to a target: set capacity_target")
+    if penalty == "none":
+        raise ValueError("capacity_control='dual' needs penalty 'global' or 'per_layer'")
+    return CapacityMultiplier(
+        config.capacity_target, lr, config.capacity_lambda, per_layer=penalty == "per_layer"
+    )
 
 
 def objective_sums(

@@ -21,6 +21,7 @@ PENALTIES = ("global", "per_layer", "none")
 INITS = ("zero", "margin")
 LOSS_REDUCTIONS = ("tokens", "sequence")
 TEMPLATES = ("chat", "authors")
+CONTROLS = ("fixed", "dual")
 # The paper's learning rate. Our default is larger: see TrainConfig.lr.
 PAPER_LR = 1e-5
 
@@ -96,6 +97,16 @@ class TrainConfig:
             same); ``"sequence"``: each sequence's mean over its response tokens, then
             the mean over the step's sequences (the HF model loss at micro-batch 1 with
             gradient accumulation: the authors' releases).
+        capacity_control: how lambda behaves. ``"fixed"``: the penalty above with lambda
+            as set (it only pushes capacity down, and only while it is above the target);
+            ``"dual"``: lambda is the Lagrange multiplier of the constraint "capacity =
+            target" (:class:`mindskip.train.objective.CapacityMultiplier`): the penalty is
+            ``lambda * (c - target)`` (per layer with ``penalty="per_layer"``), lambda
+            starts at ``capacity_lambda`` and after every optimizer step moves by
+            ``dual_lr * (c - target)`` of that step's realised capacity, so it grows while
+            the routers execute too much and turns negative (pulling capacity back up)
+            when they skip too much. Needs a capacity target.
+        dual_lr: the multiplier's step size per unit of capacity error.
         template: how a record becomes text. ``"chat"``: the tokenizer's chat template
             (a plain ``### Instruction`` prompt without one); ``"authors"``: the authors'
             ``<|user|>`` / ``<|assistant|>`` text format (:mod:`mindskip.presets`).
@@ -131,6 +142,8 @@ class TrainConfig:
     progress: bool = True
     loss_reduction: str = "tokens"
     template: str = "chat"
+    capacity_control: str = "fixed"
+    dual_lr: float = 50.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
@@ -141,6 +154,7 @@ class TrainConfig:
             ("init", INITS),
             ("loss_reduction", LOSS_REDUCTIONS),
             ("template", TEMPLATES),
+            ("capacity_control", CONTROLS),
         ):
             if getattr(self, name) not in allowed:
                 self._bad(name, f"must be one of {allowed}")
@@ -149,6 +163,10 @@ class TrainConfig:
         for name in ("warmup_ratio", "penalty_warmup_ratio"):
             if not 0 <= getattr(self, name) < 1:
                 self._bad(name, "must be in [0, 1)")
+        if not (self.dual_lr > 0 and math.isfinite(self.dual_lr)):
+            self._bad("dual_lr", "must be > 0")
+        if self.capacity_control == "dual" and self.penalty == "none":
+            self._bad("capacity_control", "'dual' needs a penalty (global or per_layer)")
         if self.weight_decay < 0:
             self._bad("weight_decay", "must be >= 0")
         positive = ("epochs", "global_batch", "micro_batch", "max_length", "log_every")

@@ -137,6 +137,13 @@ def _lora_block(run: RunRecord) -> dict[str, Any] | None:
     return None
 
 
+def _lambdas(metrics: dict[str, Any]) -> str:
+    vals = list((metrics.get("capacity_multipliers") or {}).values())
+    if len(vals) == 1:
+        return f"{vals[0]:.3g}"
+    return f"{min(vals):.3g}..{max(vals):.3g}" if vals else "n/a"
+
+
 def check_target(metrics: dict[str, Any], config: MindSkipConfig, cfg: TrainConfig) -> bool | None:
     """Whether the validation capacity (else the last step's) is within the tolerance of
     the target; None without a target. A miss is logged loudly, with what to change, and
@@ -153,15 +160,25 @@ def check_target(metrics: dict[str, Any], config: MindSkipConfig, cfg: TrainConf
     cap = float("nan") if cap is None else cap
     reached = bool(abs(cap - target) <= cfg.target_tolerance)
     if not reached:
+        dual = cfg.capacity_control == "dual"
         hint = (
-            "raise capacity_lambda or train longer"
+            "the multiplier had not converged: train longer or raise dual_lr"
+            if dual
+            else "raise capacity_lambda (or use capacity_control: dual) or train longer"
             if cap > target
-            else "the objective did not pull capacity back up: lower capacity_lambda or lr, "
+            else "the objective did not pull capacity back up: use capacity_control: dual, "
+            "or lower capacity_lambda or lr, "
             "or train longer"
         )
         metrics["target_note"] = (
             f"capacity {cap:.3f} vs target {target:.3f} +- {cfg.target_tolerance:g} after "
-            f"{metrics.get('optimizer_steps')} steps at lambda {config.capacity_lambda:g}: {hint}"
+            f"{metrics.get('optimizer_steps')} steps at lambda "
+            + (
+                f"{_lambdas(metrics)} (dual, from {config.capacity_lambda:g})"
+                if dual
+                else f"{config.capacity_lambda:g}"
+            )
+            + f": {hint}"
         )
         log.warning(
             "!!! CAPACITY TARGET NOT REACHED: realised capacity %.3f on %s, target %.3f "

@@ -24,7 +24,13 @@ from transformers import get_scheduler
 from ..config import MindSkipConfig
 from ..surgery import mindskip_layers, reset_routing_stats, routing_stats
 from .examples import Example, StepBatch, step_loader
-from .objective import capacity_penalty, objective_sums, teacher_hidden
+from .objective import (
+    CapacityMultiplier,
+    capacity_multiplier,
+    capacity_penalty,
+    objective_sums,
+    teacher_hidden,
+)
 from .recipe import TrainConfig
 
 _HF_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
@@ -106,6 +112,7 @@ class StepSetup:
     max_grad_norm: float | None = 1.0
     bf16: bool = True
     loss_reduction: str = "tokens"
+    multiplier: CapacityMultiplier | None = None  # dual control: updated after every step
 
 
 def make_setup(
@@ -137,6 +144,9 @@ def make_setup(
         max_grad_norm=cfg.max_grad_norm,
         bf16=cfg.bf16,
         loss_reduction=cfg.loss_reduction,
+        multiplier=None
+        if mindskip_config is None
+        else capacity_multiplier(mindskip_config, cfg.penalty, cfg.capacity_control, cfg.dual_lr),
     )
     return loader, setup
 
@@ -170,7 +180,9 @@ def train_step(
         else:
             loss = sums["lm"] / max(batch.response_tokens, 1)
         pen = None
-        if setup.mindskip_config is not None and lambda_scale > 0:
+        if setup.multiplier is not None and lambda_scale > 0:
+            pen = setup.multiplier.penalty(model)
+        elif setup.mindskip_config is not None and lambda_scale > 0:
             pen = capacity_penalty(model, setup.mindskip_config, setup.penalty)
         if pen is not None:
             pen = pen * (lambda_scale * micro["input_ids"].shape[0] / batch.sequences)
@@ -216,4 +228,7 @@ def _finish_step(
     }
     if setup.objective == "distill":
         entry["distill_loss"] = totals["kl"]
+    if setup.multiplier is not None:  # the multipliers this step used, then one dual step
+        entry["lambda"] = dict(setup.multiplier.values)
+        setup.multiplier.update(stats.capacity, stats.total)
     return entry

@@ -20,6 +20,7 @@ Modules, one idea each:
 - :mod:`~mindskip.train.cost`: :func:`benchmark_training_cost`.
 """
 
+from ..capacity import dynamic_share
 from .cost import benchmark_training_cost, peak_memory
 from .examples import (
     IGNORE_INDEX,
@@ -47,7 +48,7 @@ from .recipe import INITS, OBJECTIVES, PAPER_LR, PENALTIES, SCHEDULES, TrainConf
 from .record import METRICS_FILE
 from .start import init_routers
 from .step import StepSetup, train_step
-from .validate import dynamic_share, evaluate, validate
+from .validate import evaluate, validate
 
 __all__ = [
     "CapacityMultiplier",

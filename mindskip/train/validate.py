@@ -14,27 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..capacity import dynamic_share
 from ..surgery import forced_decisions, mindskip_layers, reset_routing_stats, routing_stats
 from .examples import Example, eval_loader
 from .objective import decoder_hidden, kl_sum, response_ce_sum
 from .step import autocast, device_of
-
-
-def dynamic_share(
-    capacity_per_layer: Mapping[str, float], decisions_per_layer: Mapping[str, float] | None = None
-) -> dict[str, Any]:
-    """``{"overall": .., "per_layer": {layer: min(c, 1 - c)}}`` (see the module docstring)."""
-    per = {k: min(c, 1.0 - c) for k, c in capacity_per_layer.items()}
-    weights = {k: (decisions_per_layer or {}).get(k, 1.0) for k in per}
-    total = sum(weights.values())
-    overall = sum(per[k] * weights[k] for k in per) / total if total else float("nan")
-    return {"overall": overall, "per_layer": per}
 
 
 def _logit_margins(model: nn.Module) -> list[torch.Tensor]:
@@ -152,8 +142,8 @@ def validate(
         capacity=routed["capacity"],
         skip_ratio=routed["skip_ratio"],
         capacity_per_layer=routed["capacity_per_layer"],
-        dynamic_share=share["overall"],
-        dynamic_share_per_layer=share["per_layer"],
+        dynamic_share=share.overall,
+        dynamic_share_per_layer=share.per_layer,
         logit_margin=routed["logit_margin"],
     )
     return val

@@ -18,6 +18,7 @@ Pure numpy and pandas (no torch, no lm-eval). Input: the rows of
   Markdown and LaTeX rendering.
 """
 
+from ..capacity import DynamicShare, dynamic_share
 from ..evaluate.paired import ItemMismatchError
 from .claims import (
     CLAIMS,
@@ -43,9 +44,7 @@ from .metrics import (
 from .resolve import resolve_comparisons
 from .rules import (
     VERDICTS,
-    DynamicShare,
     combine_verdicts,
-    dynamic_share,
     items_to_decide,
     minimum_detectable_effect,
     verdict,

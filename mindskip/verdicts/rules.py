@@ -1,4 +1,4 @@
-"""The verdict rule, the smallest detectable effect and the dynamic share.
+"""The verdict rule and the smallest detectable effect (dynamic share: mindskip.capacity).
 
 Written once here, so that the claims table, the README and the tests all use the same
 rule. Pure Python (the standard library's ``statistics.NormalDist`` for z quantiles).
@@ -7,8 +7,7 @@ rule. Pure Python (the standard library's ``statistics.NormalDist`` for z quanti
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 
 HOLDS = "holds"
@@ -169,50 +168,3 @@ def combine_verdicts(verdicts: Iterable[str]) -> str:
         if v in ran:
             return v
     return PREMISE_NOT_MET
-
-
-@dataclass(frozen=True)
-class DynamicShare:
-    """``per_layer[l] = min(c_l, 1 - c_l)``; ``overall``: their decision-weighted mean."""
-
-    per_layer: dict[str, float]
-    overall: float
-    decisions: float
-
-
-def dynamic_share(
-    capacity: Mapping[int | str, float] | Sequence[float],
-    decisions: Mapping[int | str, float] | Sequence[float] | None = None,
-) -> DynamicShare:
-    """How much of the skipping depends on the input.
-
-    ``capacity[l]`` is layer l's realised capacity c_l, the fraction of sequences that
-    execute it; ``decisions[l]`` how many decisions it made (equal weights if omitted).
-    The best static pattern (a fixed set of skipped layers, the same for every input)
-    can agree with a layer's decisions at most on its majority decision, so the share
-    of decisions that differ from that majority, ``min(c_l, 1 - c_l)``, is the share
-    that no static layer choice reproduces: 0 when a layer is always or never run (a
-    static choice in disguise), 0.5 at most, when half the inputs run it. ``overall``
-    is the decision-weighted mean over layers: the fraction of all routing decisions
-    that depend on the input. Skipping 25% with an overall share near 0 is static
-    layer dropping, whatever the router; "dynamic depth" needs it well above 0.
-    """
-    if isinstance(capacity, Mapping):
-        caps = {str(k): float(v) for k, v in capacity.items()}
-    else:
-        caps = {str(i): float(v) for i, v in enumerate(capacity)}
-    if decisions is None:
-        weights = dict.fromkeys(caps, 1.0)
-    elif isinstance(decisions, Mapping):
-        weights = {str(k): float(v) for k, v in decisions.items()}
-    else:
-        weights = {str(i): float(v) for i, v in enumerate(decisions)}
-    if set(weights) != set(caps):
-        raise ValueError(f"capacity and decisions name different layers: {caps} vs {weights}")
-    for layer, c in caps.items():
-        if not 0.0 <= c <= 1.0:
-            raise ValueError(f"capacity of layer {layer} is {c}, not in [0, 1]")
-    per_layer = {k: min(c, 1.0 - c) for k, c in caps.items()}
-    total = sum(weights.values())
-    overall = sum(per_layer[k] * weights[k] for k in caps) / total if total > 0 else math.nan
-    return DynamicShare(per_layer=per_layer, overall=overall, decisions=total)

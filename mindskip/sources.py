@@ -6,8 +6,9 @@ or id to load. Torch-free, so the workflow can call it when it plans."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from .hub import hub_offline, hub_reachable
 
 EMBEDDED = "embedded"
 
@@ -30,13 +31,6 @@ def resolve_model_source(source: str | Path, assets_dir: str | Path = "results/a
         if asset["kind"] == "model":
             return asset["path"]
     raise FileNotFoundError(f"{manifest} lists no model (was it prepared with --no-model?)")
-
-
-def _offline() -> bool:
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
 
 
 def _cached(repo_id: str) -> bool:
@@ -68,13 +62,12 @@ def check_model_source(source: str, *, timeout: float = 3.0) -> str:
         return "folder"
     if _cached(source):
         return "cached"
-    if _offline():
+    if hub_offline():
         raise ModelSourceError(
             f"model.source {source!r} is a hub id that is not in the local cache, and the hub "
             "is switched off (HF_HUB_OFFLINE): download it first, point model.source at a "
             "local folder, or use 'embedded'"
         )
-    from .evaluate.suites import hub_reachable
 
     if not hub_reachable(timeout):
         raise ModelSourceError(

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import to_jsonable
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
@@ -28,16 +30,6 @@ def _argmax(xs: Sequence[float]) -> int:
         if x > xs[best]:
             best = i
     return best
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, str | int | float | bool) or v is None:
-        return v
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "item"):
-        return v.item()
-    return str(v)
 
 
 def item_rows(
@@ -57,7 +49,7 @@ def item_rows(
             "task": task,
             "doc_id": int(s["doc_id"]),
             "filter": s.get("filter", "none"),
-            "target": _jsonable(s.get("target")),
+            "target": to_jsonable(s.get("target")),
         }
         resps = s.get("filtered_resps", [])
         pairs = [r for r in resps if isinstance(r, list | tuple) and len(r) == 2]
@@ -72,7 +64,7 @@ def item_rows(
                     row["choice_chars"] = chars
                     row["pred_norm"] = _argmax([ll / n for ll, n in zip(lls, chars, strict=True)])
         else:
-            row["response"] = _jsonable(resps[0] if len(resps) == 1 else resps)
+            row["response"] = to_jsonable(resps[0] if len(resps) == 1 else resps)
         for m in s.get("metrics", []):
             if _is_number(s.get(m)):
                 row[m] = float(s[m])

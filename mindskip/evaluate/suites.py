@@ -18,13 +18,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..hub import hub_endpoint, hub_offline, hub_reachable
 
 SUBSETS = ("spread", "first")
 DEFAULT_TASKS_DIR = Path("results/assets/tasks")
@@ -253,17 +252,6 @@ def get_suite(name: str, **kwargs: Any) -> Suite:
 
 
 # --------------------------------------------------------------------------- availability
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def hub_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set to a true value."""
-    return any(
-        os.environ.get(v, "").strip().lower() in _TRUE
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
 def _hf_home() -> Path:
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
     return Path(os.environ.get("HF_HOME", default)).expanduser()
@@ -293,23 +281,6 @@ def dataset_cached(repo_id: str) -> bool:
         if root.is_dir() and any(p.name.lower() in wanted for p in root.iterdir()):
             return True
     return False
-
-
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub endpoint answers (any HTTP status counts) within ``timeout`` s."""
-    url = hub_endpoint() + "/api/datasets?limit=1"
-    req = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True  # the server answered
-    except (OSError, ValueError):  # URLError, timeouts and refused connections
-        return False
 
 
 def _local_data_files(yaml_path: Path) -> list[str]:
@@ -386,7 +357,7 @@ def check_suite_available(suite: Suite, *, timeout: float = 3.0) -> None:
         "Run where the Hugging Face hub is reachable, or pre-fill the cache (HF_HOME) on a "
         "machine with access, or use the offline suite 'embedded'."
     )
-    if hub_offline():
+    if hub_offline(datasets=True):
         raise SuiteUnavailableError(
             f"suite {suite.name!r} needs hub datasets {missing} (tasks {tasks}), but "
             f"offline mode is set (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and they are not "

@@ -3,6 +3,9 @@ per-layer penalty, the distillation loss, and float32 decisions under bf16 autoc
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 from conftest import make_model, randomise_routers
@@ -16,6 +19,8 @@ from mindskip import (
     reset_routing_stats,
     routing_stats,
 )
+from mindskip.report import build_training_report
+from mindskip.report.readme import capacity_readme
 from mindskip.routing import masked_mean
 from mindskip.train import (
     TrainConfig,
@@ -31,6 +36,7 @@ from mindskip.train import (
 from mindskip.train.objective import decoder_hidden
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
+ROOT = Path(__file__).resolve().parents[1]
 
 # lambda 10 against target 0.5, as the default run: the first step pushes every router down
 PUSH = MindSkipConfig(num_routed=4, capacity_lambda=10.0, capacity_target=0.5)
@@ -245,7 +251,7 @@ def test_dual_multiplier_is_a_signed_lagrangian_moved_by_the_capacity_error():
 
 
 @pytest.mark.parametrize("penalty", ["global", "per_layer"])
-def test_dual_control_records_each_step_multiplier_and_its_update(penalty):
+def test_dual_control_records_each_step_multiplier_and_its_update(penalty, tmp_path):
     recs = make_records(40)
     cfg = MindSkipConfig(num_routed=4, capacity_lambda=1.0, capacity_target=0.5)
     tc = TrainConfig(
@@ -253,7 +259,8 @@ def test_dual_control_records_each_step_multiplier_and_its_update(penalty):
         capacity_control="dual",
         dual_lr=3.0,
     )
-    m = train_routers(make_model(), make_tokenizer(), recs[:32], recs[32:], cfg, tc)
+    out = tmp_path / "routers" / "m" / "dual"
+    m = train_routers(make_model(), make_tokenizer(), recs[:32], recs[32:], cfg, tc, out)
     log = m["log"]
     assert len(log) >= 4
     first = log[0]["lambda"]
@@ -264,6 +271,26 @@ def test_dual_control_records_each_step_multiplier_and_its_update(penalty):
         for k, c in caps.items():
             assert b["lambda"][k] == pytest.approx(a["lambda"][k] + 3.0 * (c - 0.5))
     assert m["capacity_multipliers"] != first  # it moved
+    fixed = tmp_path / "routers" / "m" / "fixed"
     assert "capacity_multipliers" not in train_routers(
-        make_model(), make_tokenizer(), recs[:16], recs[32:], cfg, TrainConfig(**FAST)
+        make_model(), make_tokenizer(), recs[:16], recs[32:], cfg, TrainConfig(**FAST), fixed
     )
+    # the report reads what the runner wrote: the capacity table and its README
+    build_training_report(
+        sorted(str(p) for p in tmp_path.glob("routers/*/*/metrics.json")),
+        paper_dir=ROOT / "resources" / "paper",
+        tables_dir=tmp_path / "tables",
+        figures_dir=tmp_path / "figures",
+    )
+    table = pd.read_csv(tmp_path / "tables" / "capacity.csv").set_index("run")
+    assert table.loc["fixed", "control"] == "fixed"
+    assert table.loc["fixed", "lambda end (max)"] == 1.0
+    ends = m["capacity_multipliers"].values()
+    assert table.loc["dual", "control"] == "dual"
+    assert table.loc["dual", "lambda end (min)"] == pytest.approx(min(ends), abs=1e-3)
+    assert table.loc["dual", "lambda end (max)"] == pytest.approx(max(ends), abs=1e-3)
+    assert table.loc["dual", "capacity (val)"] == pytest.approx(m["val"]["capacity"], abs=1e-3)
+    assert bool(table.loc["dual", "reached"]) == m["target_reached"]
+    text = capacity_readme(tmp_path, {}, "tiny")
+    assert "dual (lambda 1 -> " in text and "fixed (lambda 1)" in text
+    assert f"capacity {m['val']['capacity']:.3f} for target 0.5" in text

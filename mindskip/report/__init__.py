@@ -36,6 +36,7 @@ from .figures import (
 )
 from .tables import (
     PAPER_MODEL,
+    capacity_table,
     dense_table,
     layers_table,
     main_table,
@@ -74,6 +75,8 @@ FIGURES = (
 
 __all__ = [
     "FIGURES",
+    "build_training_report",
+    "capacity_table",
     "TABLES",
     "analyse_runs",
     "build_report",
@@ -193,6 +196,40 @@ def build_report(
     ):
         paths, _ = fn(*args, figures_dir, tag, specs=specs)
         written["figures"] += [str(p) for p in paths]
+    return written
+
+
+def build_training_report(
+    metrics: Sequence[str | Path],
+    paper_dir: str | Path,
+    tables_dir: str | Path,
+    figures_dir: str | Path,
+    model_name: str = "",
+) -> dict[str, list[str]]:
+    """The training and capacity tables and the training curves of router runs that were
+    trained but not scored (``python -m mindskip.report --training-only``)."""
+    tr = collect_training(sorted(map(str, metrics)))
+    paper_sizes = pd.read_csv(Path(paper_dir) / "dataset_size_ablation.csv")
+    tag = f"ours: {model_name}" if model_name else "ours"
+    written: dict[str, list[str]] = {"tables": [], "figures": []}
+    for frame, name, caption in (
+        (
+            training_table(tr, paper_sizes),
+            "training",
+            f"Router-Tuning runs ({tag}): data, capacity reached, validation perplexity, cost.",
+        ),
+        (
+            capacity_table(tr),
+            "capacity",
+            f"Capacity control ({tag}): each run with a target, how lambda was controlled "
+            "(fixed, or dual: a Lagrange multiplier moved by dual_lr x the capacity error "
+            "after every step) and where it ended, the validation capacity against the "
+            "target, and whether it was reached (|error| <= tolerance).",
+        ),
+    ):
+        written["tables"] += [str(p) for p in write_table(frame, tables_dir, name, caption)]
+    paths, _ = figure_training_curves(tr, Path(figures_dir), tag)
+    written["figures"] += [str(p) for p in paths]
     return written
 
 

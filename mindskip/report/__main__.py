@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import build_report
+from . import build_report, build_training_report
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "resources" / "paper"
 
@@ -29,8 +29,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite", default="embedded")
     ap.add_argument("--model", default="", help="the model's name in the captions")
     ap.add_argument("--paper-dir", type=Path, default=PAPER_DIR)
+    ap.add_argument(
+        "--training-only",
+        action="store_true",
+        help="only the training and capacity tables and the training curves, from the runs' "
+        "metrics (a root where routers were trained but not scored: config/capacity.yaml)",
+    )
     args = ap.parse_args(argv)
     files = finished(args.results, args.suite)
+    if args.training_only:
+        if not files["metrics"]:
+            ap.error(f"no finished router run under {args.results}/routers")
+        written = build_training_report(
+            files["metrics"],
+            paper_dir=args.paper_dir,
+            tables_dir=args.results / "tables",
+            figures_dir=args.results / "figures",
+            model_name=args.model,
+        )
+        print(f"training report of {len(files['metrics'])} runs:")
+        print("\n".join(written["tables"] + written["figures"]))
+        return 0
     if not files["evals"]:
         ap.error(f"no finished evaluation under {args.results}/eval")
     written = build_report(

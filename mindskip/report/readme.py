@@ -234,6 +234,71 @@ def recipes_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
     return "\n".join(lines)
 
 
+def _capacity_sentences(tables: Path) -> list[str]:
+    """Per unit and routing, each control's validation capacity against its target."""
+    path = tables / "capacity.csv"
+    if not path.is_file():
+        return []
+    df = pd.read_csv(path)
+    lines = []
+    for (unit, routing), sub in df.groupby(["unit", "routing"], sort=False):
+        parts = []
+        for r in sub.sort_values("control", ascending=False).to_dict("records"):
+            lo, hi = r["lambda end (min)"], r["lambda end (max)"]
+            end = f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
+            lam = f"lambda {r['lambda start']:g}"
+            lam += "" if r["control"] == "fixed" else f" -> {end}"
+            ok = "reached" if bool(r["reached"]) else "**missed**"
+            parts.append(
+                f"{r['control']} ({lam}): capacity {r['capacity (val)']:.3f} for target "
+                f"{r['target']:g}, {ok}"
+            )
+        lines.append(f"- **{unit}, {routing}**: " + "; ".join(parts) + ".")
+    missed = df[~df["reached"].astype(bool)]
+    by = missed.groupby("control").size().to_dict()
+    total = df.groupby("control").size().to_dict()
+    lines += [
+        "",
+        "Targets missed: "
+        + ", ".join(f"{by.get(c, 0)} of {n} {c}" for c, n in sorted(total.items()))
+        + ".",
+    ]
+    return lines
+
+
+def capacity_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
+    """``results/capacity/README.md``: fixed lambda against dual control, every unit."""
+    tables = root / "tables"
+    lines = [
+        f"# Capacity control: does every unit's router end at its target? ({model_name})",
+        "",
+        "<!-- Written by `python -m mindskip.report.readme --kind capacity` from the tables",
+        "     below it: edit the code, not the numbers. -->",
+        "",
+        "`config/capacity.yaml`: our recipe (192 long answers, 12 steps, target capacity",
+        "0.5) for every unit (attention, MLP, block) and routing (sequence, token), with the",
+        "penalty's lambda fixed at 10 (`capacity_control: fixed`, the default) and with",
+        "lambda as a Lagrange multiplier of capacity = target (`capacity_control: dual`,",
+        "moved after every step by `dual_lr` x the step's capacity error; it can turn",
+        "negative and pull capacity back up). Routers are trained, not scored:",
+        "",
+        "    snakemake --configfile config/capacity.yaml --until train_routers --cores 2",
+        "    python -m mindskip.report --results results/capacity --training-only",
+        "    python -m mindskip.report.readme --results results/capacity --kind capacity",
+        "",
+        "Capacity is measured on the 64 held-out validation sequences after training; a",
+        "target counts as reached within the recipe's tolerance (0.05).",
+        "",
+        *_capacity_sentences(tables),
+        "",
+        *_section("The capacity table", tables / "capacity.md"),
+        *_section("Training", tables / "training.md"),
+        "Figure: `figures/training_curves.png` (LM loss and capacity per step).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
@@ -241,14 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--config", type=Path, default=Path("config.yaml"))
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--kind", choices=("default", "recipes"), default="default")
+    ap.add_argument("--kind", choices=tuple(_KINDS), default="default")
     args = ap.parse_args(argv)
     config = yaml.safe_load(args.config.read_text())
-    write = results_readme if args.kind == "default" else recipes_readme
+    write = _KINDS[args.kind]
     write_text(args.results / "README.md", write(args.results, config, args.model))
     print(args.results / "README.md")
     return 0
 
+
+_KINDS = {"default": results_readme, "recipes": recipes_readme, "capacity": capacity_readme}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -391,6 +391,40 @@ def training_table(runs: Sequence[dict[str, Any]], paper_sizes: pd.DataFrame) ->
     return pd.DataFrame(rows)
 
 
+def capacity_table(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per router run with a capacity target: how lambda was controlled, where it ended,
+    the validation capacity against the target and whether the target was reached."""
+    rows = []
+    for m in runs:
+        cfg = m.get("mindskip_config", {})
+        target = cfg.get("capacity_target")
+        if target is None:
+            continue
+        tc = m.get("train_config") or {}
+        mult = list((m.get("capacity_multipliers") or {}).values())
+        cap = (m.get("val") or {}).get("capacity", m.get("final_capacity"))
+        rows.append(
+            {
+                "run": m["run"],
+                "unit": cfg.get("unit"),
+                "routing": cfg.get("routing"),
+                "control": tc.get("capacity_control", "fixed"),
+                "penalty": m.get("penalty"),
+                "lambda start": cfg.get("capacity_lambda"),
+                "lambda end (min)": _round(min(mult)) if mult else cfg.get("capacity_lambda"),
+                "lambda end (max)": _round(max(mult)) if mult else cfg.get("capacity_lambda"),
+                "target": target,
+                "capacity (val)": _round(cap),
+                "error": _round(None if cap is None else cap - target),
+                "tolerance": tc.get("target_tolerance"),
+                "reached": m.get("target_reached"),
+                "steps": m.get("optimizer_steps"),
+                "note": m.get("target_note", ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _lambda_cell(start: Any, multipliers: dict[str, float] | None) -> Any:
     """The run's lambda; under dual control, where its multipliers started and ended."""
     if not multipliers:

@@ -3,6 +3,7 @@ per-layer penalty, the distillation loss, and float32 decisions under bf16 autoc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -232,13 +233,18 @@ def test_dual_multiplier_is_a_signed_lagrangian_moved_by_the_capacity_error():
     assert float(glob.penalty(model).detach()) == pytest.approx(
         2.0 * (overall - 0.5)
     )  # starts at lambda
-    # one dual step: up while capacity is above the target, down (to negative) below it
+    # one dual step: up while capacity is above the target
     glob.update(0.8, {})
     assert glob.values == {"all": pytest.approx(2.0 + 4.0 * 0.3)}
-    glob.update(0.0, {})
-    assert glob.values["all"] == pytest.approx(3.2 - 2.0) and glob.values["all"] > 0
-    glob.update(0.0, {})
-    assert glob.values["all"] < 0  # a negative multiplier pulls capacity back up
+    glob.update(0.6, {})
+    assert glob.values["all"] == pytest.approx(3.2 + 4.0 * 0.1)
+    # the target crossed: restart at -start on the new side (no windup), then integrate
+    glob.update(0.25, {})
+    assert glob.values["all"] == pytest.approx(-2.0 - 4.0 * 0.25)
+    glob.update(0.4, {})
+    assert glob.values["all"] == pytest.approx(-3.0 - 4.0 * 0.1)
+    glob.update(0.75, {})  # crossed back up
+    assert glob.values["all"] == pytest.approx(2.0 + 4.0 * 0.25)
     k0, k1 = list(caps)[:2]
     per.update(float("nan"), {int(k0): 1.0, int(k1): float("nan")})
     assert per.values[k0] == pytest.approx(7.0 + 4.0 * 0.5)
@@ -269,7 +275,9 @@ def test_dual_control_records_each_step_multiplier_and_its_update(penalty, tmp_p
         caps = {"all": a["capacity"]} if penalty == "global" else a["capacity_per_layer"]
         assert set(b["lambda"]) == set(caps)
         for k, c in caps.items():
-            assert b["lambda"][k] == pytest.approx(a["lambda"][k] + 3.0 * (c - 0.5))
+            v = a["lambda"][k]
+            v = v if v * (c - 0.5) >= 0 else math.copysign(1.0, c - 0.5)  # crossed: restart
+            assert b["lambda"][k] == pytest.approx(v + 3.0 * (c - 0.5))
     assert m["capacity_multipliers"] != first  # it moved
     fixed = tmp_path / "routers" / "m" / "fixed"
     assert "capacity_multipliers" not in train_routers(

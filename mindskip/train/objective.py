@@ -11,14 +11,16 @@
   ``per_layer`` (``lambda * sum_l relu(c_l - target)``), ``none``. Without a target, the
   relu is dropped (the paper's ``lambda * c``). The capacities are the straight-through
   gates of the last forward, so the penalty's gradient reaches the routers.
-- Dual control (:class:`CapacityMultiplier`, ``capacity_control="dual"``): lambda is the
-  Lagrange multiplier of "capacity = target", ``lambda * (c - target)`` with no relu, and
-  moves after every optimizer step by ``dual_lr`` times that step's capacity error.
+- Dual control (:class:`CapacityMultiplier`, ``capacity_control="dual"``): lambda is a
+  signed multiplier of "capacity = target", ``lambda * (c - target)`` with no relu, moved
+  after every optimizer step by ``dual_lr`` times that step's capacity error, and
+  restarted at its start value when the error changes sign.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,14 +167,17 @@ def capacity_penalty(
 
 @dataclass
 class CapacityMultiplier:
-    """Lagrange multipliers of the constraint "capacity = target": one over all routed
+    """Signed multipliers of the constraint "capacity = target": one over all routed
     layers (``key="all"``, penalty ``global``) or one per layer (``per_layer``).
 
     :meth:`penalty` is ``sum_k lambda_k * (c_k - target)`` on the straight-through gates of
-    the last forward (differentiable); :meth:`update` is one dual ascent step on the
-    realised capacities of an optimizer step, ``lambda_k += lr * (c_k - target)``. A
-    multiplier grows while its capacity is above the target and turns negative below it,
-    so the routers are pulled to the target from either side.
+    the last forward (differentiable; no relu, so a negative multiplier pulls capacity up).
+    :meth:`update` is one dual ascent step on an optimizer step's realised capacity,
+    ``lambda_k += lr * (c_k - target)``, with a reset when the error changes sign: the
+    multiplier restarts at ``start`` on the error's new side (``+-start + lr * error``).
+    Without the reset, the error integrated while the routers cannot yet move (a margin
+    start keeps them dense for a few steps) carries capacity far past the target before
+    the multiplier unwinds (measured: block routers at 0.16 for a target of 0.5).
     """
 
     target: float
@@ -199,8 +204,12 @@ class CapacityMultiplier:
     def update(self, capacity: float, per_layer: dict[int, float]) -> None:
         caps = {str(i): c for i, c in per_layer.items()} if self.per_layer else {"all": capacity}
         for k, c in caps.items():
-            if c == c:  # a layer that made no decision this step keeps its multiplier
-                self.values[k] = self.value(k) + self.lr * (c - self.target)
+            if c != c:  # a layer that made no decision this step keeps its multiplier
+                continue
+            err, v = c - self.target, self.value(k)
+            if err * v < 0:  # the target was crossed: restart on the error's side
+                v = math.copysign(self.start, err)
+            self.values[k] = v + self.lr * err
 
 
 def capacity_multiplier(

@@ -99,13 +99,15 @@ class TrainConfig:
             gradient accumulation: the authors' releases).
         capacity_control: how lambda behaves. ``"fixed"``: the penalty above with lambda
             as set (it only pushes capacity down, and only while it is above the target);
-            ``"dual"``: lambda is the Lagrange multiplier of the constraint "capacity =
+            ``"dual"``: lambda is a signed multiplier of the constraint "capacity =
             target" (:class:`mindskip.train.objective.CapacityMultiplier`): the penalty is
             ``lambda * (c - target)`` (per layer with ``penalty="per_layer"``), lambda
             starts at ``capacity_lambda`` and after every optimizer step moves by
             ``dual_lr * (c - target)`` of that step's realised capacity, so it grows while
-            the routers execute too much and turns negative (pulling capacity back up)
-            when they skip too much. Needs a capacity target.
+            the routers execute too much; when the capacity crosses the target it
+            restarts at ``-capacity_lambda`` (or back at ``+capacity_lambda``), so it pulls
+            capacity back from either side without the windup of a plain integrator.
+            Needs a capacity target.
         dual_lr: the multiplier's step size per unit of capacity error.
         template: how a record becomes text. ``"chat"``: the tokenizer's chat template
             (a plain ``### Instruction`` prompt without one); ``"authors"``: the authors'
@@ -143,7 +145,7 @@ class TrainConfig:
     loss_reduction: str = "tokens"
     template: str = "chat"
     capacity_control: str = "fixed"
-    dual_lr: float = 50.0
+    dual_lr: float = 20.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))

@@ -7,7 +7,7 @@
                             out_dir="results/eval/smollm2/dense/0",
                             method={"method": "dense"}, batch_size=8)
 
-Names are imported lazily: ``suites``, ``items`` and ``paired`` need neither torch nor
+Names are imported lazily: ``suites`` and ``items`` need neither torch nor
 lm-eval, so a report or a job's early check can use them cheaply. The ``mindskip`` model
 is registered with lm-eval by ``import mindskip`` (:mod:`.registration`), so
 ``lm_eval.simple_evaluate(model="mindskip", ...)`` needs no other import.
@@ -31,7 +31,6 @@ _EXPORTS = {
         "subset_indices",
     ],
     "items": ["chance_level", "item_rows", "read_items", "write_items"],
-    "paired": ["ItemMismatchError", "PairedDifference", "compare_runs", "paired_difference"],
     "hflm": ["DocSeededSampler", "MaskedHFLM", "use_doc_seeded_fewshot"],
     "runner": ["EvalResult", "evaluate_model", "write_result"],
     "cli": ["build_suite", "run_evaluation"],

@@ -19,7 +19,6 @@ Pure numpy and pandas (no torch, no lm-eval). Input: the rows of
 """
 
 from ..capacity import DynamicShare, dynamic_share
-from ..evaluate.paired import ItemMismatchError
 from .claims import (
     CLAIMS,
     TOLERANCE_ACC,
@@ -35,6 +34,7 @@ from .metrics import (
     METRICS,
     POOLED,
     Estimate,
+    ItemMismatchError,
     ItemTable,
     PairedMetrics,
     align_runs,

@@ -154,7 +154,7 @@ def compute_pairs(
     Each metric is ``metric(method vs reference) - metric(baseline vs reference)`` per
     item (with ``baseline == reference`` the second term is 0: the method against the
     reference). Only the runs named in ``pairs`` are aligned; they must hold the same
-    items (:class:`~mindskip.evaluate.paired.ItemMismatchError` otherwise). ``score``:
+    items (:class:`~mindskip.verdicts.metrics.ItemMismatchError` otherwise). ``score``:
     one score column for every task or a mapping task -> column (default: each task's
     reported metric, see :func:`~mindskip.verdicts.metrics.score_columns`);
     ``normalise``: length-normalised choice distribution (as acc_norm) for ``kl`` and

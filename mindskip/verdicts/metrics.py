@@ -41,10 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.paired import ItemMismatchError
 from .rules import minimum_detectable_effect
 
-__all__ = ["ItemMismatchError"]
+
+class ItemMismatchError(ValueError):
+    """Two runs did not score the same items (ids differ, or the same id holds a
+    different document)."""
+
 
 METRICS = ("acc_diff", "kl", "gold_logprob", "flip", "flip_gain", "flip_loss")
 HIGHER_IS_BETTER = {

@@ -25,6 +25,7 @@ register_lazily()
 
 _EXPORTS = {
     "config": ["ConfigError", "MindSkipConfig"],
+    "families": ["UnsupportedFamilyError"],
     "layers": ["MindSkipLayer"],
     "routing": ["Router", "RoutingContext", "masked_mean", "straight_through_gate"],
     "surgery": [

@@ -19,13 +19,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .config import ConfigError, MindSkipConfig
+from .families import require
 from .layers import Force, MindSkipLayer, with_accelerate_hook
 from .routing import RoutingContext
 
 ROUTERS_FILE = "routers.safetensors"
 CONFIG_FILE = "mindskip_config.json"
 _STATE_ATTR = "_mindskip_state"
-_REQUIRED = ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm")
 
 
 class RouterFileError(ValueError):
@@ -78,20 +78,22 @@ def mindskip_layers(model: nn.Module) -> dict[int, MindSkipLayer]:
 def apply_mindskip(model: nn.Module, config: MindSkipConfig) -> nn.Module:
     """Swap each routed decoder layer for a :class:`MindSkipLayer` with a zero router.
 
-    Raises if the model already has routers (remove them first), if the layers are not
-    of the Llama/Mistral/Qwen2 shape, or if the config does not fit the model.
+    Raises if the model already has routers (remove them first), if its family is not one
+    that MindSkip routes exactly with this unit and routing (:mod:`mindskip.families`:
+    :class:`UnsupportedFamilyError`, before any compute), or if the config does not fit
+    the model.
     """
     if is_mindskip(model):
         raise ValueError("MindSkip is already applied to this model; call remove_mindskip first")
+    require(model, config.unit, config.routing)
+    return _apply(model, config)
+
+
+def _apply(model: nn.Module, config: MindSkipConfig) -> nn.Module:
+    """:func:`apply_mindskip` without the family check (the contract test uses it to see
+    whether a refusal is still needed)."""
     layers = decoder_layers(model)
     routed = config.routed_layers(len(layers))
-    for i in routed:
-        missing = [a for a in _REQUIRED if not hasattr(layers[i], a)]
-        if missing:
-            raise TypeError(
-                f"decoder layer {i} ({type(layers[i]).__name__}) lacks {missing}: "
-                "MindSkip supports Llama-style decoder layers (Llama, Mistral, Qwen2)"
-            )
     context = RoutingContext()
     hidden = _hidden_size(model)
     for i in routed:
@@ -354,9 +356,18 @@ class PrunedLayer(nn.Module):
 
 
 def remove_sublayers(model: nn.Module, layers: list[int] | tuple[int, ...], unit: str) -> nn.Module:
-    """Delete ``unit`` from the given layers by hand (in place). Layer 0 cannot be removed."""
+    """Delete ``unit`` from the given layers by hand (in place). Layer 0 cannot be removed.
+    A family that :mod:`mindskip.families` refuses is refused here too."""
     if unit not in ("attn", "mlp", "block"):
         raise ValueError(f"unit must be attn, mlp or block, got {unit!r}")
+    require(model, unit)
+    return _remove_sublayers(model, layers, unit)
+
+
+def _remove_sublayers(
+    model: nn.Module, layers: list[int] | tuple[int, ...], unit: str
+) -> nn.Module:
+    """:func:`remove_sublayers` without the family check."""
     stack = decoder_layers(model)
     for i in layers:
         if not 1 <= i < len(stack):

@@ -120,12 +120,12 @@ def check(
             return Outcome(model_type, unit, routing, "skipped", str(e))
     with torch.no_grad():
         try:
-            failures = _check_exact(dense, unit, routing)
+            failures, notes = _check_exact(dense, unit, routing)
         except Exception as e:  # noqa: BLE001 (a crash is a failed contract)
-            failures = [f"crashed: {type(e).__name__}: {_first_line(e)}"]
+            failures, notes = [f"crashed: {type(e).__name__}: {_first_line(e)}"], []
     if failures:
         return Outcome(model_type, unit, routing, "failed", "; ".join(failures))
-    return Outcome(model_type, unit, routing, "exact")
+    return Outcome(model_type, unit, routing, "exact", "; ".join(notes))
 
 
 def check_family(model_type: str, *, enforce: bool = True) -> list[Outcome]:
@@ -180,8 +180,9 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
-def _check_exact(dense: nn.Module, unit: str, routing: str) -> list[str]:
-    """The four checks; ``dense`` is routed, pruned and cut in place, then restored."""
+def _check_exact(dense: nn.Module, unit: str, routing: str) -> tuple[list[str], list[str]]:
+    """The four checks' failures, and notes on checks left out; ``dense`` is routed,
+    pruned and cut in place, then restored."""
     from .surgery import _apply, remove_mindskip
 
     x = _ids()
@@ -190,21 +191,35 @@ def _check_exact(dense: nn.Module, unit: str, routing: str) -> list[str]:
         removed = dense(x).logits
     with _pruned(dense, unit):
         pruned = dense(x).logits
+    # the reference itself: where the dense model's own cached decode differs from its
+    # uncached forward (a transformers release's bug, e.g. doge on 5.17), the routed
+    # model's cache cannot be held to it, and that check is left out
+    dense_decode = _dense_decode_diff(dense, x, want)
     model = _apply(dense, _config(unit, routing))
     try:
-        failures = _check_routed(model, x, want, removed)
+        failures = _check_routed(model, x, want, removed, decode=dense_decode <= ATOL)
     finally:
         remove_mindskip(model)
+    notes = []
+    if dense_decode > ATOL:
+        notes.append(
+            f"decode not checked: the dense model's own cached decode differs from its "
+            f"uncached forward by {dense_decode:.2g} in this transformers"
+        )
     if _max_diff(removed, want) < 1e-3:
         failures.append("removing the unit by hand changes nothing (the check is void)")
     d = _max_diff(pruned, removed)
     if d > ATOL:
         failures.append(f"remove_sublayers differs from the unit removed by hand by {d:.2g}")
-    return failures
+    return failures, notes
 
 
 def _check_routed(
-    model: nn.Module, x: torch.Tensor, want: torch.Tensor, removed: torch.Tensor
+    model: nn.Module,
+    x: torch.Tensor,
+    want: torch.Tensor,
+    removed: torch.Tensor,
+    decode: bool = True,
 ) -> list[str]:
     from .surgery import forced_decisions, get_config
 
@@ -229,7 +244,7 @@ def _check_routed(
             failures.append(f"row {row} of a mixed batch differs from it alone by {d:.2g}")
             break
 
-    d = _decode_diff(model, x, decisions, got)
+    d = _decode_diff(model, x, decisions, got) if decode else 0.0
     if d > ATOL:
         failures.append(f"cached decode differs from uncached by {d:.2g}")
     return failures
@@ -294,6 +309,19 @@ def _decode_diff(
     return _max_diff(torch.cat(logits, dim=1), want)
 
 
+def _dense_decode_diff(dense: nn.Module, x: torch.Tensor, want: torch.Tensor) -> float:
+    """The unrouted model's own prefill + one-token decode steps against ``want``."""
+    from transformers import DynamicCache
+
+    from .decode import cache_kwarg
+
+    cache, kw = DynamicCache(config=dense.config), cache_kwarg(dense)
+    logits = [dense(x[:, :PREFILL], use_cache=True, **{kw: cache}).logits]
+    for t in range(PREFILL, LENGTH):
+        logits.append(dense(x[:, t : t + 1], use_cache=True, **{kw: cache}).logits)
+    return _max_diff(torch.cat(logits, dim=1), want)
+
+
 class _Zero(nn.Module):
     """A sublayer removed by hand: it returns zeros shaped like its input (attention: with
     no attention weights)."""
@@ -348,7 +376,7 @@ def table(outcomes: Iterable[Outcome], transformers_version: str) -> str:
     reasons: dict[str, int] = {}
 
     def cell(o: Outcome) -> str:
-        if o.status == "exact":
+        if o.status == "exact" and not o.detail:
             return "exact"
         n = reasons.setdefault(f"{o.status}: {o.detail}", len(reasons) + 1)
         return f"{o.status} [{n}]"

@@ -20,7 +20,7 @@ stamp="$venv/.mindskip-floor-installed"
 floors=("transformers==5.17.0" "lm-eval==0.4.12")
 # core, evaluation, profiling (every tests/test_profile*.py), decode and offload
 tests=(tests/test_core.py tests/test_evaluate.py tests/test_profile*.py tests/test_decode.py
-    tests/test_offload.py)
+    tests/test_offload.py tests/test_families.py)
 want="$(cat pyproject.toml scripts/test_floor.sh | sha256sum | cut -d' ' -f1)"
 
 if ! { [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; }; then

@@ -222,9 +222,10 @@ def build_training_report(
             capacity_table(tr),
             "capacity",
             f"Capacity control ({tag}): each run with a target, how lambda was controlled "
-            "(fixed, or dual: a Lagrange multiplier moved by dual_lr x the capacity error "
-            "after every step) and where it ended, the validation capacity against the "
-            "target, and whether it was reached (|error| <= tolerance).",
+            "(fixed, or dual: a signed multiplier moved by dual_lr x the capacity error "
+            "after every step and restarted at +-lambda start when the target is crossed) and "
+            "where it ended, the validation capacity against the target, and whether it was "
+            "reached (|error| <= tolerance).",
         ),
     ):
         written["tables"] += [str(p) for p in write_table(frame, tables_dir, name, caption)]

@@ -1,7 +1,7 @@
-"""The dynamic share of routing decisions: how much of the skipping depends on the input.
+"""The dynamic share of routing decisions (how much of the skipping depends on the input),
+and how a run's capacity multipliers are written down.
 
-One home for the measure that training's validation records and the verdicts test
-(torch-free).
+One home for what training's records, the verdicts and the report share (torch-free).
 """
 
 from __future__ import annotations
@@ -56,3 +56,18 @@ def dynamic_share(
     total = sum(weights.values())
     overall = sum(per_layer[k] * weights[k] for k in caps) / total if total > 0 else math.nan
     return DynamicShare(per_layer=per_layer, overall=overall, decisions=total)
+
+
+def format_multipliers(values: Mapping[str, float] | None) -> str:
+    """Where a dual-control run's multipliers ended: one value, or ``min..max`` over layers
+    (``"n/a"`` for none)."""
+    vals = list((values or {}).values())
+    if len(vals) == 1:
+        return f"{vals[0]:.3g}"
+    return f"{min(vals):.3g}..{max(vals):.3g}" if vals else "n/a"
+
+
+def check_control(control: str | None, target: float | None) -> None:
+    """Dual capacity control pulls capacity to a target: refuse it without one."""
+    if control == "dual" and target is None:
+        raise ValueError("capacity_control='dual' pulls capacity to a target: set capacity_target")

@@ -194,7 +194,7 @@ def _check_exact(dense: nn.Module, unit: str, routing: str) -> tuple[list[str], 
     # the reference itself: where the dense model's own cached decode differs from its
     # uncached forward (a transformers release's bug, e.g. doge on 5.17), the routed
     # model's cache cannot be held to it, and that check is left out
-    dense_decode = _dense_decode_diff(dense, x, want)
+    dense_decode = _decode_diff(dense, x, want)
     model = _apply(dense, _config(unit, routing))
     try:
         failures = _check_routed(model, x, want, removed, decode=dense_decode <= ATOL)
@@ -244,7 +244,7 @@ def _check_routed(
             failures.append(f"row {row} of a mixed batch differs from it alone by {d:.2g}")
             break
 
-    d = _decode_diff(model, x, decisions, got) if decode else 0.0
+    d = _decode_diff(model, x, got, decisions) if decode else 0.0
     if d > ATOL:
         failures.append(f"cached decode differs from uncached by {d:.2g}")
     return failures
@@ -293,32 +293,28 @@ class _Slices:
 
 
 def _decode_diff(
-    model: nn.Module, x: torch.Tensor, decisions: dict[int, torch.Tensor], want: torch.Tensor
+    model: nn.Module,
+    x: torch.Tensor,
+    want: torch.Tensor,
+    decisions: dict[int, torch.Tensor] | None = None,
 ) -> float:
+    """Prefill + one-token decode steps against ``want``: of the routed model with
+    ``decisions`` forced, or (None) of the model as it is (the unrouted reference)."""
     from transformers import DynamicCache
 
     from .decode import cache_kwarg
     from .surgery import forced_decisions
 
-    cache = DynamicCache(config=model.config)
-    kw = cache_kwarg(model)
-    with forced_decisions(model, {i: _Slices(m) for i, m in decisions.items()}):
+    cache, kw = DynamicCache(config=model.config), cache_kwarg(model)
+    forced = (
+        contextlib.nullcontext()
+        if decisions is None
+        else forced_decisions(model, {i: _Slices(m) for i, m in decisions.items()})
+    )
+    with forced:
         logits = [model(x[:, :PREFILL], use_cache=True, **{kw: cache}).logits]
         for t in range(PREFILL, LENGTH):
             logits.append(model(x[:, t : t + 1], use_cache=True, **{kw: cache}).logits)
-    return _max_diff(torch.cat(logits, dim=1), want)
-
-
-def _dense_decode_diff(dense: nn.Module, x: torch.Tensor, want: torch.Tensor) -> float:
-    """The unrouted model's own prefill + one-token decode steps against ``want``."""
-    from transformers import DynamicCache
-
-    from .decode import cache_kwarg
-
-    cache, kw = DynamicCache(config=dense.config), cache_kwarg(dense)
-    logits = [dense(x[:, :PREFILL], use_cache=True, **{kw: cache}).logits]
-    for t in range(PREFILL, LENGTH):
-        logits.append(dense(x[:, t : t + 1], use_cache=True, **{kw: cache}).logits)
     return _max_diff(torch.cat(logits, dim=1), want)
 
 

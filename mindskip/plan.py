@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .capacity import check_control
 from .files import read_json
 from .presets import expand_preset, own_changes, routing_changes
 
@@ -379,6 +380,11 @@ def plan(config: Mapping[str, Any]) -> Plan:
             )
         sweep = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
         run = Run.of(entry, sweep, loras[lora_names[lora_name]] if lora_name else None)
+        recipe = {**(config.get("recipe") or {}), **(run.entry.get("recipe") or {})}
+        try:
+            check_control(recipe.get("capacity_control"), run.entry.get("capacity_target"))
+        except ValueError as e:
+            raise ValueError(f"config 'routers' entry {i}: {e}") from None
         if run.slug in runs:
             raise ValueError(
                 f"config 'routers' entries {list(runs).index(run.slug)} and {i} are the same "

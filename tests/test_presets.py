@@ -165,3 +165,10 @@ def test_a_capacity_penalty_given_on_the_entry_departs_from_its_preset():
     assert pen.entry["router_dtype"] == "bfloat16"  # the rest stays the preset's
     assert "-c0.5-" in pen.slug and "capacity_lambda10.0" in pen.slug
     assert p.method(pen.slug).variant == "authors,capacity_lambda=10.0,capacity_target=0.5"
+
+
+def test_dual_control_without_a_target_is_refused_by_the_plan():
+    dual = {**ENTRY, "recipe": {"capacity_control": "dual"}}
+    with pytest.raises(ValueError, match="entry 1: capacity_control='dual' .*capacity_target"):
+        plan(_config(dual))
+    plan(_config({**dual, "capacity_target": 0.5, "capacity_lambda": 10.0}))  # with one: fine

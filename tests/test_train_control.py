@@ -94,6 +94,17 @@ def test_spread_start_spreads_the_start_logits():
     assert width[2.0] > 1.2 * width[0.0]
 
 
+def _routers_only(cfg: MindSkipConfig):
+    """A tiny model with random routers, every parameter frozen but the routers'."""
+    model = apply_mindskip(make_model(), cfg)
+    randomise_routers(model, scale=30.0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for layer in mindskip_layers(model).values():
+        layer.router.proj.weight.requires_grad_(True)
+    return model
+
+
 def _gated_forward(model, tok, n=8):
     batch = collate(encode_records(tok, make_records(n, seed=1), 48), tok, "cpu")
     model.train()
@@ -104,12 +115,7 @@ def _gated_forward(model, tok, n=8):
 
 def test_per_layer_penalty_is_a_sum_of_relus_over_layers():
     cfg = MindSkipConfig(num_routed=4, capacity_lambda=2.0, capacity_target=0.5)
-    model = apply_mindskip(make_model(), cfg)
-    randomise_routers(model, scale=30.0)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for layer in mindskip_layers(model).values():
-        layer.router.proj.weight.requires_grad_(True)
+    model = _routers_only(cfg)
     _gated_forward(model, make_tokenizer())
     caps = {i: float(c.detach()) for i, c in layer_capacities(model).items()}
     assert caps == pytest.approx(routing_stats(model).total)
@@ -215,12 +221,7 @@ def test_layer_decisions_equal_under_autocast():
 
 def test_dual_multiplier_is_a_signed_lagrangian_moved_by_the_capacity_error():
     cfg = MindSkipConfig(num_routed=4, capacity_lambda=2.0, capacity_target=0.5)
-    model = apply_mindskip(make_model(), cfg)
-    randomise_routers(model, scale=30.0)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for layer in mindskip_layers(model).values():
-        layer.router.proj.weight.requires_grad_(True)
+    model = _routers_only(cfg)
     _gated_forward(model, make_tokenizer())
     caps = {str(i): float(c.detach()) for i, c in layer_capacities(model).items()}
     assert len(set(caps.values())) > 1

@@ -156,7 +156,7 @@ def build_report(
     table(
         training_table(tr, paper_sizes),
         "training",
-        f"Router-Tuning runs ({tag}): data, capacity reached, validation perplexity, cost.",
+        _training_caption(tag),
     )
     table(
         speed_table(pr, ev),
@@ -199,6 +199,10 @@ def build_report(
     return written
 
 
+def _training_caption(tag: str) -> str:
+    return f"Router-Tuning runs ({tag}): data, capacity reached, validation perplexity, cost."
+
+
 def build_training_report(
     metrics: Sequence[str | Path],
     paper_dir: str | Path,
@@ -216,7 +220,7 @@ def build_training_report(
         (
             training_table(tr, paper_sizes),
             "training",
-            f"Router-Tuning runs ({tag}): data, capacity reached, validation perplexity, cost.",
+            _training_caption(tag),
         ),
         (
             capacity_table(tr),

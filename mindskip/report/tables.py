@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..capacity import format_multipliers
 from ..files import write_text
 from ..verdicts import POOLED
 
@@ -429,9 +430,7 @@ def _lambda_cell(start: Any, multipliers: dict[str, float] | None) -> Any:
     """The run's lambda; under dual control, where its multipliers started and ended."""
     if not multipliers:
         return start
-    vals = list(multipliers.values())
-    end = f"{vals[0]:.3g}" if len(vals) == 1 else f"{min(vals):.3g}..{max(vals):.3g}"
-    return f"dual: {start:g} -> {end}"
+    return f"dual: {start:g} -> {format_multipliers(multipliers)}"
 
 
 def _round(v: Any, digits: int = 3) -> Any:

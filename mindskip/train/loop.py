@@ -29,6 +29,7 @@ from ..config import MindSkipConfig
 from ..surgery import apply_mindskip, get_config, is_mindskip, router_parameters
 from .examples import encode_records
 from .lora import add_lora, load_adapters
+from .objective import capacity_multiplier
 from .recipe import TrainConfig
 from .record import RunRecord, check_target, metrics_record, save_run
 from .start import init_routers
@@ -154,6 +155,10 @@ def train_routers(
     and ``metrics.json``. The model is left in eval mode with the trained routers.
     """
     cfg = train_config or TrainConfig()
+    # dual control's multipliers; a bad pairing (dual without a target) stops here, first
+    multiplier = capacity_multiplier(
+        mindskip_config, cfg.penalty, cfg.capacity_control, cfg.dual_lr
+    )
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     if tokenizer.pad_token is None:
@@ -169,7 +174,9 @@ def train_routers(
         raise ValueError("no training example keeps a response token within max_length")
     batch = cfg.eval_batch or cfg.micro_batch
     start = init_routers(model, train_ex, tokenizer, cfg, batch_size=batch)
-    loader, setup = make_setup(model, tokenizer, train_ex, [*routers, *joint], cfg, mindskip_config)
+    loader, setup = make_setup(
+        model, tokenizer, train_ex, [*routers, *joint], cfg, mindskip_config, multiplier
+    )
     total = cfg.epochs * len(loader)
     t_train, c_train = time.perf_counter(), time.process_time()
     curve, tracked = _run_steps(model, loader, setup, cfg, detach=not joint)
@@ -201,8 +208,8 @@ def train_routers(
         t_start=t_start,
     )
     metrics = metrics_record(model, tokenizer, run)
-    if setup.multiplier is not None:  # dual control: where each multiplier ended
-        metrics["capacity_multipliers"] = dict(setup.multiplier.values)
+    if multiplier is not None:  # dual control: where each multiplier ended
+        metrics["capacity_multipliers"] = dict(multiplier.values)
     metrics["target_reached"] = check_target(metrics, mindskip_config, cfg)
     if out_dir is not None:
         save_run(model, Path(out_dir), metrics, joint_lora=bool(joint))

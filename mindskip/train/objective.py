@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..capacity import check_control
 from ..config import MindSkipConfig
 from ..surgery import forced_decisions, is_mindskip, mindskip_layers
 from .examples import IGNORE_INDEX
@@ -218,10 +219,7 @@ def capacity_multiplier(
     """The run's multipliers for ``control="dual"``, else None (a fixed lambda)."""
     if control != "dual":
         return None
-    if config.capacity_target is None:
-        raise ValueError("capacity_control='dual' pulls capacity to a target: set capacity_target")
-    if penalty == "none":
-        raise ValueError("capacity_control='dual' needs penalty 'global' or 'per_layer'")
+    check_control(control, config.capacity_target)  # (without a penalty: TrainConfig refuses)
     return CapacityMultiplier(
         config.capacity_target, lr, config.capacity_lambda, per_layer=penalty == "per_layer"
     )

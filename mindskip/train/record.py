@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..capacity import format_multipliers
 from ..config import MindSkipConfig
 from ..files import write_json
 from ..provenance import stamp, versions
@@ -137,13 +138,6 @@ def _lora_block(run: RunRecord) -> dict[str, Any] | None:
     return None
 
 
-def _lambdas(metrics: dict[str, Any]) -> str:
-    vals = list((metrics.get("capacity_multipliers") or {}).values())
-    if len(vals) == 1:
-        return f"{vals[0]:.3g}"
-    return f"{min(vals):.3g}..{max(vals):.3g}" if vals else "n/a"
-
-
 def check_target(metrics: dict[str, Any], config: MindSkipConfig, cfg: TrainConfig) -> bool | None:
     """Whether the validation capacity (else the last step's) is within the tolerance of
     the target; None without a target. A miss is logged loudly, with what to change, and
@@ -174,7 +168,8 @@ def check_target(metrics: dict[str, Any], config: MindSkipConfig, cfg: TrainConf
             f"capacity {cap:.3f} vs target {target:.3f} +- {cfg.target_tolerance:g} after "
             f"{metrics.get('optimizer_steps')} steps at lambda "
             + (
-                f"{_lambdas(metrics)} (dual, from {config.capacity_lambda:g})"
+                f"{format_multipliers(metrics.get('capacity_multipliers'))} (dual, from "
+                f"{config.capacity_lambda:g})"
                 if dual
                 else f"{config.capacity_lambda:g}"
             )

@@ -26,7 +26,6 @@ from ..surgery import mindskip_layers, reset_routing_stats, routing_stats
 from .examples import Example, StepBatch, step_loader
 from .objective import (
     CapacityMultiplier,
-    capacity_multiplier,
     capacity_penalty,
     objective_sums,
     teacher_hidden,
@@ -122,8 +121,10 @@ def make_setup(
     trainable: Sequence[nn.Parameter],
     cfg: TrainConfig,
     mindskip_config: MindSkipConfig | None,
+    multiplier: CapacityMultiplier | None = None,
 ) -> tuple[Any, StepSetup]:
-    """The run's step loader (seeded shuffle) and what its steps share (AdamW, schedule)."""
+    """The run's step loader (seeded shuffle) and what its steps share (AdamW, schedule,
+    and, under dual capacity control, the run's ``multiplier``)."""
     loader = step_loader(
         examples,
         tokenizer,
@@ -144,9 +145,7 @@ def make_setup(
         max_grad_norm=cfg.max_grad_norm,
         bf16=cfg.bf16,
         loss_reduction=cfg.loss_reduction,
-        multiplier=None
-        if mindskip_config is None
-        else capacity_multiplier(mindskip_config, cfg.penalty, cfg.capacity_control, cfg.dual_lr),
+        multiplier=multiplier,
     )
     return loader, setup
 

@@ -706,8 +706,14 @@ def _run_spec(m: Mapping[str, Any], specs: Mapping[str, Any] | None) -> dict[str
     out: dict[str, Any] = {"kind": "router", "unit": cfg.get("unit"), "routing": cfg.get("routing")}
     if data.get("train_records") is not None:
         out["train_samples"] = int(data["train_records"])
-    if m.get("objective") not in (None, "lm"):
-        out["variant"] = str(m["objective"])
+    # the recipe choices that tell runs apart in words (the plan's variant is not in a
+    # training record yet: issue 28's one method record)
+    tc = m.get("train_config") or {}
+    variant = [str(m["objective"])] if m.get("objective") not in (None, "lm") else []
+    if tc.get("capacity_control", "fixed") != "fixed":
+        variant.append(f"{tc['capacity_control']} control")
+    if variant:
+        out["variant"] = ",".join(variant)
     if m.get("lora"):
         out["lora"] = "lora"
     return {k: v for k, v in out.items() if v is not None}

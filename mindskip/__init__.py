@@ -26,10 +26,9 @@ register_lazily()
 _EXPORTS = {
     "config": ["ConfigError", "MindSkipConfig"],
     "families": ["UnsupportedFamilyError"],
-    "layers": ["MindSkipLayer"],
+    "layers": ["MindSkipLayer", "PrunedLayer"],
     "routing": ["Router", "RoutingContext", "masked_mean", "straight_through_gate"],
     "surgery": [
-        "PrunedLayer",
         "RouterFileError",
         "RoutingStats",
         "apply_mindskip",

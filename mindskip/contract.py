@@ -7,7 +7,8 @@ model of the family and verifies four things against it:
 - ``skip``: every router forced to skip gives the logits of the model with the unit removed
   by hand: the stock layer with its attention or feed-forward submodule replaced by one that
   returns zeros (``block``: the layer replaced by the identity), and :func:`remove_sublayers`
-  gives the same;
+  gives the same; and every module of the layer that receives a skipped unit's zero (a norm
+  after the sublayer) returns zero, so a skipped unit adds nothing;
 - ``mixed``: a batch with mixed decisions gives each row's logits run alone with its own
   decisions;
 - ``decode``: prefill then one-token decode steps give the logits of one uncached forward.
@@ -228,10 +229,15 @@ def _check_routed(
         d = _max_diff(model(x).logits, want)
     if d > ATOL:
         failures.append(f"all-execute differs from dense by {d:.2g}")
-    with forced_decisions(model, "skip"):
+    with forced_decisions(model, "skip"), _zero_in_nonzero_out(model) as leaks:
         d = _max_diff(model(x).logits, removed)
     if d > ATOL:
         failures.append(f"all-skip differs from the unit removed by hand by {d:.2g}")
+    failures += [
+        f"{name} turns a skipped sublayer's zero into non-zero (a norm with a bias?): the "
+        "layer still adds something for a skipped unit"
+        for name in sorted(leaks)
+    ]
 
     decisions = _mixed(get_config(model).routing)
     with forced_decisions(model, {i: _Slices(m) for i, m in decisions.items()}):
@@ -251,18 +257,45 @@ def _check_routed(
 
 
 @contextlib.contextmanager
+def _zero_in_nonzero_out(model: nn.Module) -> Iterator[set[str]]:
+    """The names of the routed layers' own modules (norms, not the units) that receive an
+    all-zero input and return a non-zero output: a module after a skipped sublayer (a post
+    norm) must map its zero to zero, or the layer adds something for a skipped unit."""
+    from .surgery import mindskip_layers
+    from .units import RoutedUnit
+
+    found: set[str] = set()
+    handles = []
+    for i, wrapper in mindskip_layers(model).items():
+        for name, child in wrapper.layer.named_children():
+            if isinstance(child, RoutedUnit):
+                continue
+
+            def hook(_m: nn.Module, args: tuple, out: Any, name: str = f"layer {i} {name}"):
+                if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+                    if not args[0].any() and out.any():
+                        found.add(name)
+
+            handles.append(child.register_forward_hook(hook))
+    try:
+        yield found
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
 def _pruned(model: nn.Module, unit: str) -> Iterator[None]:
     """``model`` with :func:`remove_sublayers` applied to the routed layers, then undone."""
     from .surgery import _remove_sublayers, decoder_layers
 
     layers = decoder_layers(model)
-    stock = {i: layers[i] for i in ROUTED}
     _remove_sublayers(model, ROUTED, unit)
     try:
         yield
     finally:
-        for i, layer in stock.items():
-            layers[i] = layer
+        for i in ROUTED:
+            layers[i] = layers[i].unwrap()
 
 
 def _mixed(routing: str) -> dict[int, torch.Tensor]:

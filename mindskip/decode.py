@@ -5,7 +5,7 @@ Why it works: with sequence routing every routed layer decides once, at prefill,
 decision is stored on the cache; so after prefill the shape of every tensor in a decode step
 (which rows each layer gathers, how many KV rows each layer holds) is fixed for the rest of
 the generation. Token routing's decode step (one token per sequence) runs masked, with no
-host sync and fixed shapes (:meth:`mindskip.layers.MindSkipLayer._run_masked`). Eager HF
+host sync and fixed shapes (:attr:`mindskip.layers.MindSkipLayer.masked_decode`). Eager HF
 decode is launch-bound at small batch, so capture is what lets skipped sublayers show as
 speed (``../shared/measurements/h200-llama3-8b-shape.md``).
 
@@ -47,7 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import _DECISIONS_ATTR, Decision, MindSkipLayer, _store_decision
+from .decisions import DECISIONS_ATTR, Decision, store
+from .layers import MindSkipLayer
 from .surgery import decoder_layers
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class CapturedDecoder:
         return dyn, out.logits[:, -1].argmax(-1, keepdim=True)
 
     def _key(self, dyn: Any, batch: int, length: int) -> tuple[tuple, tuple]:
-        stored = getattr(dyn, _DECISIONS_ATTR, None) or {}
+        stored = getattr(dyn, DECISIONS_ATTR, None) or {}
         pattern = tuple(sorted((i, int(d.rows.numel())) for i, d in stored.items()))
         return (batch, length, pattern), pattern
 
@@ -184,7 +185,7 @@ class CapturedDecoder:
 
     def _adopt_decisions(self, slot: _Slot, dyn: Any) -> None:
         """The prefill's decisions, copied into the slot's persistent ones."""
-        persist_decisions(getattr(dyn, _DECISIONS_ATTR, None) or {}, slot.decisions, slot.cache)
+        persist_decisions(getattr(dyn, DECISIONS_ATTR, None) or {}, slot.decisions, slot.cache)
 
     # ------------------------------------------------------------------ steps
     def _step_fn(self, slot: _Slot) -> Callable[[], None]:
@@ -300,9 +301,9 @@ def persist_decisions(
         elif mine is not d:
             mine.mask.copy_(d.mask)
             mine.rows.copy_(d.rows)
-        stored = getattr(cache, _DECISIONS_ATTR, None)
+        stored = getattr(cache, DECISIONS_ATTR, None)
         if stored is None or stored.get(i) is not mine:  # first use, or a prefill's own
-            _store_decision(cache, i, mine)
+            store(cache, i, mine)
     return tuple(sorted((i, int(d.rows.numel())) for i, d in new.items()))
 
 

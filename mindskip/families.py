@@ -14,14 +14,14 @@ model, all-skip equals the sublayer removed by hand, mixed rows equal each row a
 cached decode equals uncached. ``python -m mindskip.contract`` writes ``docs/families.md``
 from the same checks.
 
-The routed layer (:class:`mindskip.layers.MindSkipLayer`) runs the Llama layer's arithmetic
-``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``, with the norms ``input_layernorm`` and
-``post_attention_layernorm``. A family whose layer computes anything else (a norm after a
-sublayer, no pre-norm, parallel sublayers, a feed-forward that returns a tuple) is refused.
-Token routing on attention (unit ``attn`` or ``block``) also re-computes the attention's
-query side (:func:`mindskip.layers._token_attention`: ``q_proj``, ``k_proj``, ``v_proj``,
-rotary embedding, ``o_proj``), so an attention with anything more (q/k norms, fused
-projections) is refused for it.
+MindSkip routes at the sublayer (:mod:`mindskip.units`): the stock decoder layer runs its
+own forward and only the submodules named here are replaced, so sandwich norms (Gemma-2/3,
+GLM-4), post-norm-only layers (OLMo-2/3, EXAONE-4) and parallel blocks (Cohere, Phi) are
+exact by construction; what is refused is what that cannot cover: a feed-forward that
+returns a tuple, attention that is not one submodule in every layer, a block beside a
+state-space mixer. Token routing on attention (unit ``attn`` or ``block``) also re-computes
+the attention's query side (:func:`mindskip.units.token_attention`), so an attention built
+otherwise than Llama's (with optional per-head q/k norms) is refused for it.
 """
 
 from __future__ import annotations
@@ -44,61 +44,56 @@ class Family:
     """One row of the table.
 
     ``attention`` / ``feed_forward``: the decoder layer's submodule names. ``refused``: why
-    the family is refused for every unit and routing (None: routed exactly). ``token_attention``
-    / ``token_feed_forward``: why token routing of ``attn`` and ``block`` / of ``mlp`` and
-    ``block`` is refused (None: exact there too).
+    the family is refused for every unit and routing (None: routed exactly).
+    ``refused_units``: (unit, why) for units refused with either routing. ``token_attention``:
+    why token routing of ``attn`` and ``block`` is refused (None: exact there too).
     """
 
     model_type: str
     attention: str = "self_attn"
     feed_forward: str = "mlp"
     refused: str | None = None
+    refused_units: tuple[tuple[str, str], ...] = ()
     token_attention: str | None = None
-    token_feed_forward: str | None = None
 
-    def refusal(self, unit: str, routing: str) -> str | None:
-        """Why ``unit`` with ``routing`` is refused on this family (None: exact)."""
+    def refusal(self, unit: str, routing: str | None) -> str | None:
+        """Why ``unit`` with ``routing`` is refused on this family (None: exact).
+        ``routing=None`` (a unit removed by hand): the family's and the unit's refusals."""
         if self.refused:
             return self.refused
-        if routing != "token":
-            return None
-        if unit in ("attn", "block") and self.token_attention:
-            return self.token_attention
-        if unit in ("mlp", "block") and self.token_feed_forward:
-            return self.token_feed_forward
-        return None
+        reason = dict(self.refused_units).get(unit)
+        if reason or routing != "token":
+            return reason
+        return self.token_attention if unit in ("attn", "block") else None
 
 
-_QK_NORM = (
-    "token routing re-computes the attention's query side (q_proj, k_proj, v_proj, rotary, "
-    "o_proj), and this attention also normalises queries and keys, which that path skips"
+_TOKEN_ATTN = (
+    "token routing re-computes the attention's query side for the executing tokens only "
+    "(q_proj, k_proj, v_proj, per-head q/k norms, rotary, o_proj), and this attention is "
+    "built otherwise (fused or gated projections, q/k norms across heads or after the "
+    "rotary embedding, differential or partial-rotary attention): the contract test finds "
+    "it inexact"
 )
-_OTHER_ATTN = (
-    "token routing re-computes the attention's query side (q_proj, k_proj, v_proj, rotary, "
-    "o_proj), and this attention is built otherwise (fused or gated projections, extra norms, "
-    "differential or partial-rotary attention)"
+_FF_TUPLE = (
+    "its feed-forward (a mixture of experts) returns a tuple (hidden states, router scores) "
+    "that the layer unpacks; a routed feed-forward returns the hidden states only"
 )
-_TOKEN_MOE = (
-    "token routing hands the feed-forward a flat (tokens, hidden) batch, and this mixture of "
-    "experts needs (batch, length, hidden)"
+_HYBRID_BLOCK = (
+    "hybrid layers: a state-space mixer runs beside attention, so skipping attention and "
+    "feed-forward would not skip the block"
 )
-_SANDWICH = (
-    "sandwich norms: a norm after each sublayer, on its output; the routed layer runs the "
-    "Llama arithmetic, which has none (all-execute would differ from dense)"
+_HYBRID_ATTN = (
+    "hybrid layers: some layers hold linear attention (linear_attn) instead of self_attn, so "
+    "attention is not one submodule in every layer"
 )
-_POST_NORM = (
-    "post-norm only: the layer normalises each sublayer's output and has no input norm; "
-    "the routed layer runs the Llama arithmetic"
-)
-_PARALLEL = (
-    "parallel blocks: attention and feed-forward both read one input norm and are added "
-    "together; the routed layer runs them one after the other"
-)
-_HYBRID = "hybrid layers (state-space or linear attention beside attention); not supported"
 
 
-def _exact(model_type: str, attn: str | None = None, moe: str | None = None) -> Family:
-    return Family(model_type, token_attention=attn, token_feed_forward=moe)
+def _exact(model_type: str, token_attn: str | None = None, **names: str) -> Family:
+    return Family(model_type, token_attention=token_attn, **names)
+
+
+def _units(model_type: str, reason: str, units: tuple[str, ...], **names: str) -> Family:
+    return Family(model_type, refused_units=tuple((u, reason) for u in units), **names)
 
 
 def _refused(model_type: str, reason: str, **names: str) -> Family:
@@ -107,82 +102,78 @@ def _refused(model_type: str, reason: str, **names: str) -> Family:
 
 # Checked by tests/test_families.py on tiny random models. Families not listed are refused.
 _TABLE: tuple[Family, ...] = (
-    _refused("afmoe", _SANDWICH),
-    _refused("apertus", "its norms are attention_layernorm/feedforward_layernorm, not the "
-             "input_layernorm/post_attention_layernorm that the routed layer calls"),
+    _exact("afmoe", _TOKEN_ATTN),
+    _exact("apertus"),
     _exact("arcee"),
     _exact("aria_text"),
-    _exact("bitnet", attn=_OTHER_ATTN),
-    _refused("cohere", _PARALLEL),
-    _refused("cohere2", _PARALLEL),
-    _refused("cohere2_moe", _PARALLEL),
+    _exact("bitnet", _TOKEN_ATTN),
+    _exact("cohere"),
+    _exact("cohere2"),
+    _exact("cohere2_moe"),
     _exact("cwm"),
-    _exact("diffllama", attn=_OTHER_ATTN),
-    _exact("doge", attn=_QK_NORM),
-    _exact("dots1", attn=_QK_NORM),
+    _exact("diffllama", _TOKEN_ATTN),
+    _exact("doge"),
+    _exact("dots1"),
     _exact("ernie4_5"),
-    _exact("ernie4_5_moe", moe=_TOKEN_MOE),
+    _exact("ernie4_5_moe"),
     _exact("exaone"),
-    _refused("exaone4", _POST_NORM),
-    _exact("exaone_moe", attn=_QK_NORM),
-    _refused("falcon_h1", _HYBRID, feed_forward="feed_forward"),
-    _refused("flex_olmo", _POST_NORM),
-    _exact("flint", attn=_QK_NORM, moe=_TOKEN_MOE),
+    _exact("exaone4"),
+    _exact("exaone_moe"),
+    _units("falcon_h1", _HYBRID_BLOCK, ("block",), feed_forward="feed_forward"),
+    _exact("flex_olmo", _TOKEN_ATTN),
+    _exact("flint", _TOKEN_ATTN),
     _exact("gemma"),
-    _refused("gemma2", _SANDWICH),
-    _refused("gemma3_text", _SANDWICH),
+    _exact("gemma2"),
+    _exact("gemma3_text"),
     _exact("glm"),
-    _refused("glm4", _SANDWICH),
+    _exact("glm4"),
     _exact("glm4_moe"),
-    _refused("gpt_oss", "its feed-forward (a mixture of experts) returns a tuple "
-             "(hidden states, router scores); the routed layer adds it as a tensor"),
+    _units("gpt_oss", _FF_TUPLE, ("mlp", "block")),
     _exact("granite"),
     _exact("granite_swa"),
-    _refused("granitemoe", "the feed-forward is block_sparse_moe, not mlp; not checked",
-             feed_forward="block_sparse_moe"),
+    _exact("granitemoe", feed_forward="block_sparse_moe"),
     _exact("helium"),
-    _exact("hunyuan_v1_dense", attn=_QK_NORM),
-    _exact("hunyuan_v1_moe", attn=_QK_NORM, moe=_TOKEN_MOE),
-    _refused("hyperclovax", _SANDWICH),
+    _exact("hunyuan_v1_dense", _TOKEN_ATTN),
+    _exact("hunyuan_v1_moe", _TOKEN_ATTN),
+    _exact("hyperclovax"),
     _exact("internlm3"),
     _exact("iquestcoder"),
     _exact("jais2"),
-    _refused("kolibri1", _SANDWICH),
-    _exact("laguna", attn=_QK_NORM, moe=_TOKEN_MOE),
+    _exact("kolibri1"),
+    _exact("laguna", _TOKEN_ATTN),
     _exact("llama"),
-    _exact("mellum", attn=_QK_NORM, moe=_TOKEN_MOE),
-    _exact("mimo_v2_flash", attn=_OTHER_ATTN),
-    _exact("minicpm5_moe", attn=_OTHER_ATTN),
-    _exact("minimax_m2", attn=_QK_NORM, moe=_TOKEN_MOE),
-    _exact("minimax_m3_vl_text", attn=_QK_NORM, moe=_TOKEN_MOE),
+    _exact("mellum"),
+    _exact("mimo_v2_flash", _TOKEN_ATTN),
+    _exact("minicpm5_moe", _TOKEN_ATTN),
+    _exact("minimax_m2", _TOKEN_ATTN),
+    _exact("minimax_m3_vl_text"),
     _exact("ministral"),
     _exact("ministral3"),
     _exact("mistral"),
-    _exact("mixtral", moe=_TOKEN_MOE),
-    _exact("nanochat", attn=_QK_NORM),
+    _exact("mixtral"),
+    _exact("nanochat"),
     _exact("nemotron"),
     _exact("olmo"),
-    _refused("olmo2", _POST_NORM),
-    _refused("olmo3", _POST_NORM),
-    _exact("olmoe", attn=_QK_NORM, moe=_TOKEN_MOE),
-    _exact("param2moe", attn=_QK_NORM),
-    _exact("persimmon", attn=_OTHER_ATTN),
-    _refused("phi", _PARALLEL),
-    _exact("phi3", attn=_OTHER_ATTN),
-    _exact("phimoe", moe=_TOKEN_MOE),
+    _exact("olmo2", _TOKEN_ATTN),
+    _exact("olmo3", _TOKEN_ATTN),
+    _exact("olmoe", _TOKEN_ATTN),
+    _exact("param2moe"),
+    _exact("persimmon", _TOKEN_ATTN),
+    _exact("phi", _TOKEN_ATTN),
+    _exact("phi3", _TOKEN_ATTN),
+    _exact("phimoe"),
     _exact("qwen2"),
-    _exact("qwen2_moe", moe=_TOKEN_MOE),
-    _exact("qwen3", attn=_QK_NORM),
-    _exact("qwen3_moe", attn=_QK_NORM, moe=_TOKEN_MOE),
-    _refused("qwen3_next", _HYBRID),
-    _exact("sarvam_moe", attn=_QK_NORM),
+    _exact("qwen2_moe"),
+    _exact("qwen3"),
+    _exact("qwen3_moe"),
+    _units("qwen3_next", _HYBRID_ATTN, ("attn", "block")),
+    _exact("sarvam_moe"),
     _exact("seed_oss"),
     _exact("smollm3"),
     _exact("solar_open"),
-    _exact("stablelm", attn=_OTHER_ATTN),
+    _exact("stablelm", _TOKEN_ATTN),
     _exact("starcoder2"),
-    _refused("vaultgemma", "its feed-forward norm is pre_feedforward_layernorm, not the "
-             "post_attention_layernorm that the routed layer calls"),
+    _exact("vaultgemma"),
 )  # fmt: skip
 FAMILIES: dict[str, Family] = {f.model_type: f for f in _TABLE}
 
@@ -217,7 +208,7 @@ def require(model: nn.Module, unit: str, routing: str | None = None) -> Family:
     """
     kind = model_type(model)
     fam = family(kind)
-    reason = fam.refused if routing is None else fam.refusal(unit, routing)
+    reason = fam.refusal(unit, routing)
     if reason:
         what = f"unit={unit!r}" + ("" if routing is None else f", routing={routing!r}")
         raise UnsupportedFamilyError(

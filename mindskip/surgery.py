@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .config import ConfigError, MindSkipConfig
-from .families import require
-from .layers import Force, MindSkipLayer, with_accelerate_hook
+from .decisions import DECISIONS_ATTR, Decision, store
+from .families import family, model_type, require
+from .layers import Force, MindSkipLayer, PrunedLayer
 from .routing import RoutingContext
 
 ROUTERS_FILE = "routers.safetensors"
@@ -96,6 +97,7 @@ def _apply(model: nn.Module, config: MindSkipConfig) -> nn.Module:
     routed = config.routed_layers(len(layers))
     context = RoutingContext()
     hidden = _hidden_size(model)
+    fam = family(model_type(model))
     for i in routed:
         wrapper = MindSkipLayer(
             layers[i],
@@ -105,12 +107,10 @@ def _apply(model: nn.Module, config: MindSkipConfig) -> nn.Module:
             routing=config.routing,
             threshold=config.threshold_for(i),
             context=context,
+            family=fam,
         )
         wrapper.full_compute_in_training = config.full_compute_in_training
         wrapper.router.compute_dtype = getattr(torch, config.router_dtype)
-        wrapper.gradient_checkpointing = getattr(layers[i], "gradient_checkpointing", False)
-        if hasattr(layers[i], "_gradient_checkpointing_func"):
-            wrapper._gradient_checkpointing_func = layers[i]._gradient_checkpointing_func
         wrapper.train(layers[i].training)
         layers[i] = wrapper
 
@@ -131,7 +131,7 @@ def remove_mindskip(model: nn.Module) -> nn.Module:
         return model
     layers = decoder_layers(model)
     for i, layer in list(mindskip_layers(model).items()):
-        layers[i] = layer.layer
+        layers[i] = layer.unwrap()
     getattr(model, _STATE_ATTR).hook.remove()
     delattr(model, _STATE_ATTR)
     return model
@@ -334,27 +334,6 @@ def reset_routing_stats(model: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------- hand removal
-class PrunedLayer(nn.Module):
-    """A stock decoder layer with one unit removed by hand: the ceiling for skipping."""
-
-    def __init__(self, layer: nn.Module, unit: str) -> None:
-        super().__init__()
-        self.layer = layer
-        self.unit = unit
-
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return with_accelerate_hook(self.layer, self._pruned_forward, hidden_states, args, kwargs)
-
-    def _pruned_forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):
-        x = hidden_states
-        layer = self.layer
-        if self.unit == "block":
-            return x
-        if self.unit == "attn":
-            return x + layer.mlp(layer.post_attention_layernorm(x))
-        return x + layer.self_attn(hidden_states=layer.input_layernorm(x), **kwargs)[0]
-
-
 def remove_sublayers(model: nn.Module, layers: list[int] | tuple[int, ...], unit: str) -> nn.Module:
     """Delete ``unit`` from the given layers by hand (in place). Layer 0 cannot be removed.
     A family that :mod:`mindskip.families` refuses is refused here too."""
@@ -369,12 +348,13 @@ def _remove_sublayers(
 ) -> nn.Module:
     """:func:`remove_sublayers` without the family check."""
     stack = decoder_layers(model)
+    fam = family(model_type(model))
     for i in layers:
         if not 1 <= i < len(stack):
             raise ValueError(f"layer {i} cannot be removed (allowed: 1..{len(stack) - 1})")
         if isinstance(stack[i], MindSkipLayer | PrunedLayer):
             raise ValueError(f"layer {i} is already wrapped")
-        stack[i] = PrunedLayer(stack[i], unit)
+        stack[i] = PrunedLayer(stack[i], unit, fam)
     return model
 
 
@@ -391,11 +371,9 @@ def select_cache_rows(model: nn.Module, cache: Any, index: torch.Tensor | list[i
     """
     from transformers import DynamicCache
 
-    from .layers import _DECISIONS_ATTR, Decision, _store_decision
-
     if type(cache) is not DynamicCache or getattr(cache, "offloading", False):
         raise TypeError(f"select_cache_rows needs a DynamicCache (no offloading), got {cache!r}")
-    stored = getattr(cache, _DECISIONS_ATTR, None) or {}
+    stored = getattr(cache, DECISIONS_ATTR, None) or {}
     units = {i: layer.unit for i, layer in mindskip_layers(model).items()} if stored else {}
     batch = _cache_batch(cache, stored)
     index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
@@ -413,7 +391,7 @@ def select_cache_rows(model: nn.Module, cache: Any, index: torch.Tensor | list[i
             if units.get(i) in ("attn", "block"):  # compacted: executing rows only
                 compact = mask.long().cumsum(0) - 1
                 rows, have = compact[index.to(mask.device)][picked], int(decision.rows.numel())
-            _store_decision(new, i, Decision.of(picked))
+            store(new, i, Decision.of(picked))
         layers.append(_select_layer_rows(layer, rows, have, i))
     new.layers = layers
     return new

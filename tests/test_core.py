@@ -82,7 +82,7 @@ def test_skipped_rows_are_not_computed(unit):
     model = apply_mindskip(make_model(), MindSkipConfig(unit=unit, num_routed=4))
     target = {"attn": "self_attn", "mlp": "mlp", "block": "self_attn"}[unit]
     seen: list[int] = []
-    sub = getattr(mindskip_layers(model)[2].layer, target)
+    sub = getattr(mindskip_layers(model)[2].layer, target).inner  # the stock submodule
     handle = sub.register_forward_pre_hook(
         lambda m, args, kwargs: seen.append(
             (args[0] if args else kwargs["hidden_states"]).shape[0]
@@ -105,7 +105,7 @@ def test_skipped_rows_are_not_computed(unit):
 def test_token_routing_gathers_tokens():
     model = apply_mindskip(make_model(), MindSkipConfig(unit="mlp", routing="token", num_routed=4))
     seen: list[tuple[int, ...]] = []
-    mlp = mindskip_layers(model)[3].layer.mlp
+    mlp = mindskip_layers(model)[3].layer.mlp.inner
     h = mlp.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
     mask = torch.zeros(2, 10, dtype=torch.bool)
     mask[0, :3] = True
@@ -113,7 +113,7 @@ def test_token_routing_gathers_tokens():
     with forced_decisions(model, {3: mask}):
         model(ids(batch=2))
     h.remove()
-    assert seen == [(8, 32)]
+    assert seen == [(1, 8, 32)]  # the executing tokens, as one sequence
 
 
 @torch.no_grad()
@@ -250,8 +250,9 @@ def test_kv_cache_smaller_by_skipped_share():
 @torch.no_grad()
 def test_decode_step_of_a_skipped_unit_computes_nothing():
     """At decode, the stored decision is read before any compute: a layer every sequence
-    skips runs neither its norm nor its attention; a half-skipped one normalises and
-    attends only the executing rows."""
+    skips never calls its attention (only the stock layer's own input norm runs, as the
+    stock forward does), a half-skipped one attends only the executing rows, and a block
+    that every sequence skipped runs nothing at all."""
     model = apply_mindskip(make_model(), MindSkipConfig(unit="attn", num_routed=4))
     x = ids(batch=2, length=6)
     calls: dict[str, list[int]] = {"norm2": [], "attn2": [], "norm3": [], "attn3": []}
@@ -260,15 +261,24 @@ def test_decode_step_of_a_skipped_unit_computes_nothing():
         layers[i].layer.input_layernorm.register_forward_hook(
             lambda m, a, o, i=i: calls[f"norm{i}"].append(a[0].shape[0])
         )
-        layers[i].layer.self_attn.register_forward_hook(
+        layers[i].layer.self_attn.inner.register_forward_hook(
             lambda m, a, k, o, i=i: calls[f"attn{i}"].append(k["hidden_states"].shape[0]),
             with_kwargs=True,
         )
     with forced_decisions(model, {2: False, 3: torch.tensor([False, True])}):
         model.generate(x, max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
-    assert calls["norm2"] == [2]  # prefill only: the router reads the normed input
+    assert calls["norm2"] == [2, 2, 2, 2]
     assert calls["attn2"] == []
-    assert calls["norm3"] == [2, 1, 1, 1] and calls["attn3"] == [1, 1, 1, 1]
+    assert calls["attn3"] == [1, 1, 1, 1]
+
+    model = apply_mindskip(make_model(), MindSkipConfig(unit="block", num_routed=4))
+    ran: list[int] = []
+    layer = mindskip_layers(model)[2].layer
+    for sub in (layer.input_layernorm, layer.post_attention_layernorm):
+        sub.register_forward_hook(lambda m, a, o: ran.append(a[0].shape[0]))
+    with forced_decisions(model, {2: False}):
+        model.generate(x, max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert ran == [2, 2]  # the prefill's norms (the router reads the first); no decode step
 
 
 @torch.no_grad()

@@ -56,26 +56,49 @@ def _expected(o: Outcome) -> str:
 
 
 def test_the_llama_shape_is_exact_everywhere(outcomes):
-    """The families the pipeline runs on (SmolLM2 is Llama) stay exact in every mode."""
-    for kind in ("llama", "mistral", "qwen2"):
+    """The families the pipeline runs on (SmolLM2 is Llama, the second model is Gemma-3)
+    stay exact in every mode, sandwich norms included."""
+    for kind in ("llama", "mistral", "qwen2", "gemma3_text", "gemma2", "glm4"):
+        if kind not in outcomes:
+            continue  # an older transformers
         assert {o.status for o in outcomes[kind]} == {"exact"}, kind
 
 
 @pytest.mark.parametrize(
     ("kind", "unit", "routing", "symptom"),
     [
-        ("gemma2", "attn", "sequence", "all-execute differs from dense"),
-        ("glm4", "mlp", "sequence", "all-execute differs from dense"),
-        ("qwen3", "attn", "token", "differs from it alone"),
+        ("hunyuan_v1_dense", "attn", "token", "differs from it alone"),
+        ("gpt_oss", "mlp", "sequence", "crashed"),
+        ("qwen3_next", "attn", "sequence", "crashed"),
     ],
 )
 def test_the_contract_catches_a_wrong_family(kind, unit, routing, symptom):
     """Without its refusal, a family the table refuses fails the contract: the checks bite
-    (sandwich norms; q/k norms skipped by token attention)."""
+    (token attention on an attention built otherwise; a feed-forward that returns a tuple;
+    attention missing from some layers)."""
     if kind not in INSTALLED:
         pytest.skip(f"transformers {transformers.__version__} has no family {kind!r}")
     got = check(kind, unit, routing, enforce=False)
     assert got.status == "failed" and symptom in got.detail, got
+
+
+@torch.no_grad()
+def test_the_contract_catches_a_norm_that_leaks_past_a_skipped_unit():
+    """A norm after the sublayer that maps zero to non-zero (a LayerNorm with a bias where
+    Gemma-3 has an RMSNorm) would make a skipped unit add its bias: the contract fails it,
+    although all-skip still equals the hand-removed reference built the same way."""
+    if "gemma3_text" not in INSTALLED:
+        pytest.skip("no gemma3_text in this transformers")
+    from mindskip.contract import _check_exact, tiny_model
+
+    model = tiny_model("gemma3_text")
+    for layer in model.model.layers:
+        norm = torch.nn.LayerNorm(model.config.hidden_size)
+        torch.nn.init.normal_(norm.bias, std=0.1)
+        layer.post_attention_layernorm = norm
+    failures, _ = _check_exact(model, "attn", "sequence")
+    assert any("post_attention_layernorm turns a skipped sublayer's zero" in f for f in failures)
+    assert _check_exact(tiny_model("gemma3_text"), "attn", "sequence")[0] == []
 
 
 def test_every_other_family_is_refused_before_any_compute():
@@ -96,18 +119,18 @@ def test_every_other_family_is_refused_before_any_compute():
 
 @torch.no_grad()
 def test_refusal_names_family_and_reason_and_runs_nothing():
-    if "gemma2" not in INSTALLED:
-        pytest.skip("no gemma2 in this transformers")
+    if "gpt_oss" not in INSTALLED:
+        pytest.skip("no gpt_oss in this transformers")
     from mindskip.contract import tiny_model
 
-    model = tiny_model("gemma2")
+    model = tiny_model("gpt_oss")
     calls: list[int] = []
     for m in model.modules():
         m.register_forward_pre_hook(lambda *_: calls.append(1))
-    with pytest.raises(UnsupportedFamilyError, match="'gemma2'.*sandwich norms"):
-        apply_mindskip(model, MindSkipConfig(unit="attn", layers=ROUTED))
-    with pytest.raises(UnsupportedFamilyError, match="'gemma2'.*sandwich norms"):
-        remove_sublayers(model, ROUTED, "mlp")
+    with pytest.raises(UnsupportedFamilyError, match="'gpt_oss'.*returns a tuple"):
+        apply_mindskip(model, MindSkipConfig(unit="mlp", layers=ROUTED))
+    with pytest.raises(UnsupportedFamilyError, match="'gpt_oss'.*returns a tuple"):
+        remove_sublayers(model, ROUTED, "block")
     assert not calls
     assert not hasattr(model, "_mindskip_state")
 

@@ -211,11 +211,11 @@ def test_layer_decisions_equal_under_autocast():
     h = torch.randn(6, 9, 32, generator=torch.Generator().manual_seed(1))
     for layer in mindskip_layers(model).values():
         layer.context.attention_mask = torch.ones(6, 9, dtype=torch.long)
-        plain, _ = layer._decide(h, None)
+        plain, _ = layer._decide_mask(h)
         scores = layer.last_scores.clone()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            auto, _ = layer._decide(h, None)
-        assert torch.equal(plain.mask, auto.mask)
+            auto, _ = layer._decide_mask(h)
+        assert torch.equal(plain, auto)
         assert torch.equal(scores, layer.last_scores)
 
 

@@ -48,7 +48,7 @@ def test_lora_only_fine_tune(runs):
     assert m["val"]["ppl_lora"] != m["val"]["ppl_base"]
     assert (runs["root"] / "lora" / LORA_FILE).is_file()
     keys = load_file(str(runs["root"] / "lora" / LORA_FILE))
-    assert keys and all(".layer." not in k for k in keys)  # canonical names
+    assert keys and all(".layer." not in k and ".inner." not in k for k in keys)  # canonical
     assert any(float(v.abs().sum()) > 0 for k, v in keys.items() if "lora_B" in k)
 
 
@@ -57,8 +57,8 @@ def test_routers_tune_on_frozen_adapters(runs):
     assert m["lora"]["mode"] == "frozen" and len(m["lora"]["sha256"]) == 64
     assert m["trainable_parameters"] == m["router_parameters"] == 4 * 32
     saved = load_file(str(runs["root"] / "lora" / LORA_FILE))
-    got = {k.replace(".layer.", ".").replace(".default", ""): p for k, p in
-           model.named_parameters() if "lora_" in k}  # fmt: skip
+    got = {k.replace(".layer.", ".").replace(".inner.", ".").replace(".default", ""): p
+           for k, p in model.named_parameters() if "lora_" in k}  # fmt: skip
     assert set(got) == set(saved)
     for k, v in saved.items():
         assert torch.equal(got[k].detach(), v), k  # the adapters did not move
@@ -78,8 +78,8 @@ def _by_hand(root, adapters: bool) -> torch.nn.Module:
                 ".lora_B.", ".lora_B.default."
             )
             parts = name.split(".")
-            if int(parts[2]) in mindskip_layers(model):
-                name = ".".join([*parts[:3], "layer", *parts[3:]])
+            if int(parts[2]) in mindskip_layers(model):  # the wrapper, then attention's unit
+                name = ".".join([*parts[:3], "layer", parts[3], "inner", *parts[4:]])
             params[name].data.copy_(value)
     routers = load_file(str(root / "routers" / ROUTERS_FILE))
     for i, layer in mindskip_layers(model).items():

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..decisions import DECISIONS_ATTR, Decision
 from ..decode import _brief, _stats_restore, _stats_snapshot, persist_decisions
-from ..layers import _DECISIONS_ATTR, Decision
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ProfileStep:
         if self.reason or cache is None:
             return self.model(input_ids, **kwargs)
         per_cache = self.graphs.setdefault(cache, {})
-        stored = getattr(cache, _DECISIONS_ATTR, None) or {}
+        stored = getattr(cache, DECISIONS_ATTR, None) or {}
         pattern = tuple(sorted((i, int(d.rows.numel())) for i, d in stored.items()))
         entry = per_cache.setdefault(pattern, _Graph())
         persist_decisions(stored, entry.decisions, cache)

@@ -40,21 +40,32 @@ log = logging.getLogger(__name__)
 LORA_FILE = "lora.safetensors"
 LORA_CONFIG_FILE = "lora_config.json"
 METRICS_FILE = "metrics.json"
-_WRAPPED = ".layer."  # MindSkipLayer / PrunedLayer keep the stock layer as ``.layer``
 
 
-def _wrapper_prefixes(model: nn.Module) -> list[str]:
-    from ..layers import MindSkipLayer
-    from ..surgery import PrunedLayer
+def _wrapper_prefixes(model: nn.Module) -> set[str]:
+    """The module names that canonical keys leave out: the stock layer inside a routing
+    wrapper (``layers.3.layer``) and the stock submodule inside a unit
+    (``layers.3.layer.self_attn.inner``)."""
+    from ..layers import MindSkipLayer, PrunedLayer
+    from ..units import RemovedUnit, RoutedUnit
 
-    return [n for n, m in model.named_modules() if isinstance(m, MindSkipLayer | PrunedLayer)]
+    inner = {
+        MindSkipLayer: "layer",
+        PrunedLayer: "layer",
+        RoutedUnit: "inner",
+        RemovedUnit: "inner",
+    }
+    return {f"{n}.{inner[type(m)]}" for n, m in model.named_modules() if type(m) in inner}
 
 
-def _canonical(key: str, prefixes: Sequence[str]) -> str:
-    for p in prefixes:
-        if key.startswith(p + _WRAPPED):
-            return p + "." + key[len(p) + len(_WRAPPED) :]
-    return key
+def _canonical(key: str, wrapped: set[str]) -> str:
+    """``key`` with the wrapped module names left out."""
+    kept, path = [], ""
+    for part in key.split("."):
+        path = f"{path}.{part}" if path else part
+        if path not in wrapped:
+            kept.append(part)
+    return ".".join(kept)
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:

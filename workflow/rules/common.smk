@@ -31,9 +31,9 @@ def check_source_or_stop() -> None:
     try:
         check_model_source(config["model"]["source"])
         a = config["assets"]
-        check_assets_config(
-            a["tasks"], a["train_sources"], model=config["model"]["source"] == "embedded"
-        )
+        # an embedded model.source (embedded, embedded:gemma3-270m) is converted by
+        # prepare_assets; a folder or hub id converts nothing
+        check_assets_config(a["tasks"], a["train_sources"], model=config["model"]["source"])
     except (ModelSourceError, AssetPackageError) as e:
         logger.error(f"mindskip: {e}")
         raise WorkflowError(str(e)) from None

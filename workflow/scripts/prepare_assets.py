@@ -13,6 +13,6 @@ prepare_assets(
     tasks=a["tasks"],
     train_sources=a["train_sources"],
     bigbench_tasks=a["bigbench_tasks"],
-    model=sm.params.model["source"] == "embedded",
+    model=sm.params.model["source"],  # embedded, embedded:<name> (converted) or none
     per_source_cap=a["per_source_cap"],
 )

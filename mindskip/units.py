@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-if TYPE_CHECKING:
-    from .decisions import Decision
-    from .layers import MindSkipLayer
+from .decisions import Decision
 
 CACHE_KEYS = ("cache", "past_key_values")  # transformers >= 5.2x renamed the argument
 
@@ -43,6 +41,20 @@ CACHE_KEYS = ("cache", "past_key_values")  # transformers >= 5.2x renamed the ar
 def cache_of(kwargs: dict) -> Any:
     """The KV cache among a layer's or an attention's keyword arguments (None: no cache)."""
     return next((kwargs[k] for k in CACHE_KEYS if kwargs.get(k) is not None), None)
+
+
+class Owner(Protocol):
+    """What a unit reads from its layer (:class:`mindskip.layers.MindSkipLayer`)."""
+
+    unit: str  # attn | mlp | block
+    routing: str  # sequence | token
+    deciding_kind: str  # the unit kind that makes the layer's decision
+    masked_decode: bool
+    full_compute_in_training: bool
+
+    def decision_for(
+        self, h: torch.Tensor, deciding: bool
+    ) -> tuple[Decision, torch.Tensor | None]: ...
 
 
 class RoutedUnit(nn.Module):
@@ -55,7 +67,7 @@ class RoutedUnit(nn.Module):
     layer instead: :meth:`MindSkipLayer.forward`).
     """
 
-    def __init__(self, inner: nn.Module, kind: str, owner: MindSkipLayer) -> None:
+    def __init__(self, inner: nn.Module, kind: str, owner: Owner) -> None:
         super().__init__()
         self.inner = inner
         self.kind = kind
@@ -66,7 +78,7 @@ class RoutedUnit(nn.Module):
             h, rest = args[0], args[1:]
         else:  # called as the stock layer calls it: hidden_states by keyword
             h, rest = kwargs.pop("hidden_states"), None
-        owner: MindSkipLayer = self.__dict__["owner"]
+        owner: Owner = self.__dict__["owner"]
         decision, gate = owner.decision_for(h, deciding=self.kind == owner.deciding_kind)
         scale = gate if owner.unit != "block" else None
         attn = self.kind == "attn"

@@ -13,8 +13,9 @@ import os
 import platform
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,8 +28,17 @@ from .inputs import Inputs
 from .stats import min_repeats
 from .variants import torch_dtype
 
-if TYPE_CHECKING:
-    from .run import ProfileResult
+
+@dataclass
+class ProfileResult:
+    """A profile's rows (one per variant x regime), its environment and config, and more
+    top-level entries of its JSON (``record``)."""
+
+    rows: list[dict[str, Any]]
+    env: dict[str, Any]
+    config: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)
+
 
 FIELDS = (
     "model", "device", "dtype", "threads", "method", "variant", "routers", "pattern",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..surgery import decoder_layers, reset_routing_stats, routing_stats
 from .config import ProfileConfig
 from .inputs import Inputs, PromptInputs, RandomInputs, RegimeInputs, load_prompts
 from .memory import Footprint, memory_pass, param_bytes
-from .output import environment, write_results
+from .output import ProfileResult, environment, write_results
 from .stats import ratio_ci, summary
 from .timing import Runner, decoder
 from .variants import Method, Variant, build_model, build_variants
@@ -38,14 +38,6 @@ from .variants import Method, Variant, build_model, build_variants
 
 class ProfileError(RuntimeError):
     """A variant failed in a regime of a strict profile."""
-
-
-@dataclass
-class ProfileResult:
-    rows: list[dict[str, Any]]
-    env: dict[str, Any]
-    config: dict[str, Any]
-    record: dict[str, Any] = field(default_factory=dict)  # more top-level entries of the JSON
 
 
 @dataclass(frozen=True)

@@ -205,13 +205,12 @@ def prepare_method(model: nn.Module, spec: Spec) -> nn.Module:
     the rated layers and force :class:`~mindskip.baselines.HashedSkip` decisions.
     """
     from .baselines import HashedSkip
+    from .checkpoint import load_routers, read_router_config
     from .surgery import (
         PrunedLayer,
         apply_mindskip,
         decoder_layers,
-        load_routers,
         mindskip_layers,
-        read_router_config,
         remove_mindskip,
         set_decisions,
         set_thresholds,

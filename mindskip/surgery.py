@@ -1,36 +1,27 @@
-"""Model surgery: apply, remove, save, load, force decisions, routing statistics.
+"""Model surgery: apply and remove the routers, set thresholds, force decisions, remove
+sublayers by hand (the ceiling that routing is measured against), and select cache rows.
 
-Also the *hand-removed* reference model (:func:`remove_sublayers`): the same sublayers
-deleted by hand, which is the ceiling that routing is measured against.
+Saving and loading routers is :mod:`mindskip.checkpoint`; routing statistics are
+:mod:`mindskip.stats`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from .config import ConfigError, MindSkipConfig
+from .config import MindSkipConfig
 from .decisions import DECISIONS_ATTR, Decision, store
 from .families import family, model_type, require
 from .layers import Force, MindSkipLayer, PrunedLayer
 from .routing import RoutingContext
 
-ROUTERS_FILE = "routers.safetensors"
-CONFIG_FILE = "mindskip_config.json"
 _STATE_ATTR = "_mindskip_state"
-
-
-class RouterFileError(ValueError):
-    """A router file that does not fit the model it is loaded into."""
 
 
 @dataclass
@@ -153,96 +144,6 @@ def router_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for layer in mindskip_layers(model).values() for p in layer.router.parameters()]
 
 
-# ---------------------------------------------------------------------- save / load
-def _fingerprint(model: nn.Module) -> dict[str, str]:
-    return {
-        "num_layers": str(_num_layers(model)),
-        "hidden_size": str(_hidden_size(model)),
-        "model_type": str(getattr(model.config, "model_type", "")),
-    }
-
-
-def save_routers(model: nn.Module, path: str | Path) -> Path:
-    """Write ``routers.safetensors`` (router weights only) and the config as JSON."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    cfg = get_config(model)
-    tensors = {
-        f"layers.{i}.router.weight": layer.router.proj.weight.detach().cpu().contiguous()
-        for i, layer in mindskip_layers(model).items()
-    }
-    meta = {**_fingerprint(model), "mindskip_config": cfg.to_json()}
-    save_file(tensors, str(path / ROUTERS_FILE), metadata=meta)
-    (path / CONFIG_FILE).write_text(json.dumps({**meta, "config": cfg.to_dict()}, indent=2) + "\n")
-    return path
-
-
-def read_router_config(path: str | Path) -> MindSkipConfig:
-    data = json.loads((Path(path) / CONFIG_FILE).read_text())
-    return MindSkipConfig.from_dict(data["config"])
-
-
-def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load routers saved by :func:`save_routers`; applies MindSkip first if needed.
-
-    A file made for another model (layer count, hidden size, family) or another routing
-    config is a :class:`RouterFileError`, never a silent partial load.
-    """
-    path = Path(path)
-    file = path / ROUTERS_FILE
-    if not file.exists():
-        raise RouterFileError(f"no {ROUTERS_FILE} in {path}")
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise RouterFileError(
-            f"{file} is truncated or corrupt ({e}); delete it and rerun the router-tuning "
-            "step that wrote it (with Snakemake: rerun the workflow, it remakes the file)"
-        ) from e
-    expected = _fingerprint(model)
-    for key, want in expected.items():
-        if meta.get(key) != want:
-            raise RouterFileError(
-                f"{file} was saved for {key}={meta.get(key)!r}, but this model has {key}={want!r}"
-            )
-    try:
-        saved = MindSkipConfig.from_dict(json.loads(meta["mindskip_config"]))
-    except (KeyError, ConfigError, json.JSONDecodeError) as e:
-        raise RouterFileError(f"{file} has no valid mindskip_config metadata: {e}") from e
-    if is_mindskip(model):
-        if get_config(model).replace(layer_thresholds=None) != saved.replace(layer_thresholds=None):
-            raise RouterFileError(
-                f"{file} holds routers for {saved}, "
-                f"but the model is routed with {get_config(model)}"
-            )
-    else:
-        apply_mindskip(model, saved)
-    if saved.layer_thresholds:
-        set_thresholds(model, dict(saved.layer_thresholds))
-    layers = mindskip_layers(model)
-    wanted = {f"layers.{i}.router.weight" for i in layers}
-    if set(tensors) != wanted:
-        raise RouterFileError(
-            f"{file} has routers for {sorted(tensors)}, expected {sorted(wanted)}"
-        )
-    with torch.no_grad():
-        for i, layer in layers.items():
-            w = tensors[f"layers.{i}.router.weight"]
-            if w.shape != layer.router.proj.weight.shape:
-                raise RouterFileError(f"router {i} has shape {tuple(w.shape)} in {file}")
-            layer.router.proj.weight.copy_(w)
-    return model
-
-
-def routers_hash(path: str | Path) -> str:
-    """sha256 of a saved router file, for provenance records."""
-    return hashlib.sha256((Path(path) / ROUTERS_FILE).read_bytes()).hexdigest()
-
-
 # ---------------------------------------------------------------------- forcing
 def set_decisions(model: nn.Module, decisions: Force | Mapping[int, Force] | str) -> None:
     """Force decisions: ``"execute"``, ``"skip"``, ``None`` (routers decide), or per layer.
@@ -281,56 +182,6 @@ def forced_decisions(
     finally:
         for i, layer in layers.items():
             layer.force = before[i]
-
-
-# ---------------------------------------------------------------------- statistics
-@dataclass(frozen=True)
-class RoutingStats:
-    """Realised capacity: the fraction of (sequence or token, routed layer) decisions that
-    execute. ``skip_ratio`` is the fraction of *all* layers' unit sublayers skipped."""
-
-    num_layers: int
-    last: dict[int, float] = field(default_factory=dict)
-    total: dict[int, float] = field(default_factory=dict)
-    decisions: dict[int, float] = field(default_factory=dict)
-
-    @property
-    def capacity(self) -> float:
-        d = sum(self.decisions.values())
-        return sum(self.total[i] * self.decisions[i] for i in self.total) / d if d else float("nan")
-
-    @property
-    def skip_ratio(self) -> float:
-        if not self.total:
-            return 0.0
-        return sum(1.0 - c for c in self.total.values()) / self.num_layers
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_layers": self.num_layers,
-            "capacity": self.capacity,
-            "skip_ratio": self.skip_ratio,
-            "capacity_per_layer": {str(i): c for i, c in self.total.items()},
-            "last_capacity_per_layer": {str(i): c for i, c in self.last.items()},
-            "decisions_per_layer": {str(i): d for i, d in self.decisions.items()},
-        }
-
-
-def routing_stats(model: nn.Module) -> RoutingStats:
-    last, total, decisions = {}, {}, {}
-    for i, layer in mindskip_layers(model).items():
-        if layer.last_exec is not None:
-            w = layer.last_weight
-            last[i] = float((layer.last_exec.float() * w).sum() / w.sum().clamp_min(1))
-        if layer.decisions_total:
-            total[i] = layer.executed_total / layer.decisions_total
-            decisions[i] = layer.decisions_total
-    return RoutingStats(_num_layers(model), last, total, decisions)
-
-
-def reset_routing_stats(model: nn.Module) -> None:
-    for layer in mindskip_layers(model).values():
-        layer.reset_stats()
 
 
 # ---------------------------------------------------------------------- hand removal

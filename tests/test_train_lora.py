@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from test_train import FAST, make_records, make_tokenizer
 
 from mindskip import MindSkipConfig, apply_mindskip, load_routers, mindskip_layers
-from mindskip.surgery import ROUTERS_FILE
+from mindskip.checkpoint import ROUTERS_FILE
 from mindskip.train import LORA_FILE, TrainConfig, load_adapters, train_lora, train_routers
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest

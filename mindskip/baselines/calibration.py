@@ -16,14 +16,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..surgery import (
-    decoder_layers,
-    forced_decisions,
-    get_config,
-    mindskip_layers,
-    reset_routing_stats,
-    set_thresholds,
-)
+from ..stats import reset_routing_stats
+from ..surgery import decoder_layers, forced_decisions, get_config, mindskip_layers, set_thresholds
 from .skip import (
     Batch,
     _decoder_forward,
@@ -225,8 +219,8 @@ def calibration_record(
     """Load ``routers``, calibrate them to ``target`` on ``fit`` and check the realised ratio
     on ``check`` (other held-out texts): the JSON record the workflow keeps. Its per-layer
     rates on ``check`` describe where the calibrated routers skip."""
+    from ..checkpoint import load_routers, routers_hash
     from ..provenance import stamp
-    from ..surgery import load_routers, routers_hash
     from .skip import measure_skip_ratio, rates_from_stats
 
     load_routers(model, routers)

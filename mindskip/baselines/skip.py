@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..surgery import decoder_layers, mindskip_layers, reset_routing_stats, routing_stats
+from ..stats import reset_routing_stats, routing_stats
+from ..surgery import decoder_layers, mindskip_layers
 
 Batch = Mapping[str, torch.Tensor]  # input_ids (B, T) and attention_mask (B, T), 1 = real
 

@@ -147,7 +147,7 @@ class MindSkipLM(MaskedHFLM):
             device = None  # HFLM takes the device of the model object
         super().__init__(pretrained=pretrained, dtype=dtype, device=device, **kwargs)
         if routers:
-            from mindskip.surgery import load_routers
+            from mindskip.checkpoint import load_routers
 
             load_routers(self._model, routers)
         self.route_on = route_on

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ..surgery import reset_routing_stats
+from ..stats import reset_routing_stats
 from .timing import Call
 from .variants import Variant
 

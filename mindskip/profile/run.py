@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..surgery import decoder_layers, reset_routing_stats, routing_stats
+from ..stats import reset_routing_stats, routing_stats
+from ..surgery import decoder_layers
 from .config import ProfileConfig
 from .inputs import Inputs, PromptInputs, RandomInputs, RegimeInputs, load_prompts
 from .memory import Footprint, memory_pass, param_bytes

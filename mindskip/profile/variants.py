@@ -18,19 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import load_routers, read_router_config
 from ..config import MindSkipConfig
 from ..methods import prepare_method
+from ..stats import reset_routing_stats, routing_stats
 from ..surgery import (
     apply_mindskip,
     decoder_layers,
     get_config,
     is_mindskip,
-    load_routers,
     mindskip_layers,
-    read_router_config,
     remove_sublayers,
-    reset_routing_stats,
-    routing_stats,
     set_thresholds,
 )
 from .config import SHAPES, ProfileConfig

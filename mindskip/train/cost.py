@@ -19,7 +19,8 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import MindSkipConfig
 from ..provenance import versions
-from ..surgery import apply_mindskip, is_mindskip, reset_routing_stats, router_parameters
+from ..stats import reset_routing_stats
+from ..surgery import apply_mindskip, is_mindskip, router_parameters
 from .examples import encode_records, step_loader
 from .recipe import TrainConfig
 from .step import StepSetup, cut_graph_below_routers, device_of, freeze_except, make_optimizer

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 from ..capacity import format_multipliers
+from ..checkpoint import routers_hash, save_routers
 from ..config import MindSkipConfig
 from ..files import write_json
 from ..provenance import stamp, versions
-from ..surgery import mindskip_layers, routers_hash, save_routers
+from ..surgery import mindskip_layers
 from .cost import peak_memory
 from .examples import Example, records_sha256
 from .lora import adapters_sha256, save_adapters

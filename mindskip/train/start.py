@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..surgery import mindskip_layers, reset_routing_stats
+from ..stats import reset_routing_stats
+from ..surgery import mindskip_layers
 from .examples import Example, eval_loader
 from .objective import decoder_hidden
 from .recipe import TrainConfig

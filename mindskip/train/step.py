@@ -22,7 +22,8 @@ from torch import nn
 from transformers import get_scheduler
 
 from ..config import MindSkipConfig
-from ..surgery import mindskip_layers, reset_routing_stats, routing_stats
+from ..stats import reset_routing_stats, routing_stats
+from ..surgery import mindskip_layers
 from .examples import Example, StepBatch, step_loader
 from .objective import (
     CapacityMultiplier,

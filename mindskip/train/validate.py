@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..capacity import dynamic_share
-from ..surgery import forced_decisions, mindskip_layers, reset_routing_stats, routing_stats
+from ..stats import reset_routing_stats, routing_stats
+from ..surgery import forced_decisions, mindskip_layers
 from .examples import Example, eval_loader
 from .objective import decoder_hidden, kl_sum, response_ce_sum
 from .step import autocast, device_of

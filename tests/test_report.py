@@ -310,7 +310,7 @@ def test_the_results_readme_takes_its_numbers_from_the_tables(tmp_path):
     bench.mkdir(parents=True)
     (bench / "x.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
     config = {"eval": {"tasks": list(tasks), "limit": 40, "num_fewshot": 0}}
-    text = results_readme(root, config, "smollm2-135m")
+    text = results_readme(root, config, "smollm2-135m", Path("config.yaml"))
     dense = pd.read_csv(root / "tables" / "dense.csv").set_index("task")["value"]
     piqa = 100 * dense["piqa_embedded"]
     assert f"- PIQA: ours {piqa:.1f} ± " in text
@@ -318,6 +318,12 @@ def test_the_results_readme_takes_its_numbers_from_the_tables(tmp_path):
     assert "| eval | 1 | 12 |" in text  # job seconds per stage, from the benchmark TSVs
     assert "`piqa_embedded` (40 items)" in text and "0-shot" in text
     assert "git show c8a2c95" in text  # where the removed BIG-bench results still are
+    assert "The config is `config.yaml`" in text
+    # another results root (a second model's run): its own config, no BIG-bench history
+    other = root.rename(tmp_path / "gemma3")
+    text = results_readme(other, config, "gemma3-270m", Path("config/gemma3.yaml"))
+    assert "The config is `config/gemma3.yaml`" in text and "git show" not in text
+    assert f"--results {other}`" in text
 
 
 def test_the_findings_say_no_more_than_the_claims_table(tmp_path):
@@ -380,5 +386,5 @@ def test_every_router_row_meets_the_static_frontier_in_the_recipes_table(fixture
     assert row.a == "r1@0.250" and row.ratio_a == pytest.approx(0.25)
     assert row.weight == pytest.approx(0.25 / 0.267, rel=1e-3)
     config = {"eval": {"tasks": ["t1", "t2"], "limit": 10, "num_fewshot": 0}}
-    text = recipes_readme(root, config, "tiny")
+    text = recipes_readme(root, config, "tiny", Path("config/authors.yaml"))
     assert f"{row.value:+.4f} [{row.ci_low:+.4f}, {row.ci_high:+.4f}]: **{row.verdict}**" in text

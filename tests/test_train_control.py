@@ -300,6 +300,6 @@ def test_dual_control_records_each_step_multiplier_and_its_update(penalty, tmp_p
     assert table.loc["dual", "lambda end (max)"] == pytest.approx(max(ends), abs=1e-3)
     assert table.loc["dual", "capacity (val)"] == pytest.approx(m["val"]["capacity"], abs=1e-3)
     assert bool(table.loc["dual", "reached"]) == m["target_reached"]
-    text = capacity_readme(tmp_path, {}, "tiny")
+    text = capacity_readme(tmp_path, {}, "tiny", Path("config/capacity.yaml"))
     assert "dual (lambda 1 -> " in text and "fixed (lambda 1)" in text
     assert f"capacity {m['val']['capacity']:.3f} for target 0.5" in text

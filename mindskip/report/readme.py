@@ -43,7 +43,7 @@ def _fresh_clone(root: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _how_it_ran(root: Path, config: dict[str, Any]) -> list[str]:
+def _how_it_ran(root: Path, config: dict[str, Any], config_path: Path) -> list[str]:
     lines = ["## How this run was made", ""]
     fresh = _fresh_clone(root)
     if fresh:
@@ -68,7 +68,7 @@ def _how_it_ran(root: Path, config: dict[str, Any]) -> list[str]:
     shots_text = "the paper's few-shot counts" if shots is None else f"{shots}-shot"
     lines += [
         f"Scored: {tasks}, {shots_text}, routing decided on the prompt "
-        f"(`route_on: {e.get('route_on', 'prompt')}`). The config is `config.yaml`; every "
+        f"(`route_on: {e.get('route_on', 'prompt')}`). The config is `{config_path}`; every "
         "result file records the settings, versions and input hashes that made it.",
         "",
     ]
@@ -141,19 +141,8 @@ def _section(title: str, path: Path, lead: str = "") -> list[str]:
     return [f"## {title}", "", *([lead, ""] if lead else []), path.read_text().strip(), ""]
 
 
-def results_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
-    tables = root / "tables"
-    lines = [
-        f"# Results of the default run ({model_name}, the paper's tasks offline)",
-        "",
-        "<!-- Written by `python -m mindskip.report.readme` from the tables below it: edit",
-        "     the code, not the numbers. -->",
-        "",
-        "Everything here was written by the workflow on the default `config.yaml`. The inputs",
-        "of every table are committed beside it (`routers/`, `baselines/`, `eval/` with the",
-        "per-item logs, `profile/`, `logs/`); `python -m mindskip.report --results results`",
-        "rebuilds the tables and figures from them in seconds, without torch.",
-        "",
+def _bigbench_gone() -> list[str]:
+    return [
         "**The BIG-bench results are gone.** Until 2026-12-06 the embedded suite scored",
         "BIG-bench stand-ins for the paper's tasks; `bigbench==1.0.0` then left the package",
         "registry, so those runs (this folder and `results/full/`) can no longer be rebuilt and",
@@ -161,7 +150,24 @@ def results_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
         f"`{BIGBENCH_COMMIT[:9]}`: `git show {BIGBENCH_COMMIT[:9]}:results/README.md`). The",
         "runs here score the paper's own tasks, through lm-eval's own task definitions.",
         "",
-        *_how_it_ran(root, config),
+    ]
+
+
+def results_readme(root: Path, config: dict[str, Any], model_name: str, config_path: Path) -> str:
+    tables = root / "tables"
+    lines = [
+        f"# Results of the default run ({model_name}, the paper's tasks offline)",
+        "",
+        "<!-- Written by `python -m mindskip.report.readme` from the tables below it: edit",
+        "     the code, not the numbers. -->",
+        "",
+        f"Everything here was written by the workflow on `{config_path}`. The inputs",
+        "of every table are committed beside it (`routers/`, `baselines/`, `eval/` with the",
+        f"per-item logs, `profile/`, `logs/`); `python -m mindskip.report --results {root}`",
+        "rebuilds the tables and figures from them in seconds, without torch.",
+        "",
+        *(_bigbench_gone() if root.name == "results" else []),
+        *_how_it_ran(root, config, config_path),
         *_dense_prose(tables, model_name),
         *_section(
             "Main table",
@@ -207,7 +213,7 @@ def _recipe_sentences(tables: Path) -> list[str]:
     return lines
 
 
-def recipes_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
+def recipes_readme(root: Path, config: dict[str, Any], model_name: str, config_path: Path) -> str:
     """``results/authors/README.md``: ours beside the authors' released recipes."""
     tables = root / "tables"
     lines = [
@@ -223,7 +229,7 @@ def recipes_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
         "dense and the static drops are the same jobs as the default run's (same settings,",
         "same items); their committed files here were copied from `results/`.",
         "",
-        *_how_it_ran(root, config),
+        *_how_it_ran(root, config, config_path),
         *_section("Training: where each recipe leaves the routers", tables / "training.md"),
         "## Each recipe against the best static mixture at its ratio",
         "",
@@ -266,7 +272,7 @@ def _capacity_sentences(tables: Path) -> list[str]:
     return lines
 
 
-def capacity_readme(root: Path, config: dict[str, Any], model_name: str) -> str:
+def capacity_readme(root: Path, config: dict[str, Any], model_name: str, config_path: Path) -> str:
     """``results/capacity/README.md``: fixed lambda against dual control, every unit."""
     tables = root / "tables"
     lines = [
@@ -313,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     config = yaml.safe_load(args.config.read_text())
     write = _KINDS[args.kind]
-    write_text(args.results / "README.md", write(args.results, config, args.model))
+    write_text(args.results / "README.md", write(args.results, config, args.model, args.config))
     print(args.results / "README.md")
     return 0
 

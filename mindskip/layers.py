@@ -34,7 +34,7 @@ from . import decisions
 from .decisions import Decision
 from .families import Family
 from .routing import Router, RoutingContext, masked_mean, straight_through_gate
-from .units import RemovedUnit, RoutedUnit, cache_of, keep_offload_names
+from .units import RemovedUnit, RoutedUnit, broadcast_gate, cache_of, keep_offload_names
 
 # A forced decision: True (execute), False (skip), a bool tensor (B,) or (B, T), or a
 # callable (layer, batch, length) -> such a tensor. None means: the router decides.
@@ -222,7 +222,7 @@ class MindSkipLayer(nn.Module):
         if self.unit == "block" and gate is not None:
             y = out[0] if isinstance(out, tuple) else out
             x = hidden_states.to(y.device)
-            y = x + gate.to(y.dtype).view(*gate.shape, *([1] * (y.dim() - gate.dim()))) * (y - x)
+            y = x + broadcast_gate(gate, y) * (y - x)
             out = (y, *out[1:]) if isinstance(out, tuple) else y
         return out
 

@@ -90,7 +90,7 @@ class RoutedUnit(nn.Module):
             return self._wrap(torch.where(decision.mask.view(-1, 1, 1), out, 0.0))
         if gate is not None and owner.full_compute_in_training:
             out = self._inner(h, rest, kwargs)
-            return self._wrap(out if scale is None else _broadcast(scale, out) * out)
+            return self._wrap(out if scale is None else broadcast_gate(scale, out) * out)
         if decision.all and gate is None:
             return self._call(h, rest, kwargs)  # exactly the stock submodule
         if owner.routing == "token":
@@ -98,7 +98,7 @@ class RoutedUnit(nn.Module):
                 if decision.none and cache is None:
                     return self._wrap(torch.zeros_like(h))
                 out = token_attention(self.inner, h, decision.mask, kwargs, cache)
-                return self._wrap(out if scale is None else _broadcast(scale, out) * out)
+                return self._wrap(out if scale is None else broadcast_gate(scale, out) * out)
             return self._wrap(self._tokens(h, decision, scale))
         if decision.none:
             return self._wrap(torch.zeros_like(h))
@@ -203,7 +203,7 @@ class _UnitNames(Mapping):
         return len(self.base)
 
 
-def _broadcast(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def broadcast_gate(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A gate (B,) or (B, T) shaped to multiply ``like`` (B, T, hidden)."""
     return g.to(like.dtype).view(*g.shape, *([1] * (like.dim() - g.dim())))
 

@@ -10,9 +10,9 @@ Imports neither torch nor Snakemake, so planning a workflow costs milliseconds.
   (optional) is no part of it: renaming a run moves no file and reruns nothing.
 - A :class:`LoraRun` is one LoRA-only fine-tune of ``lora:`` (the paper's LoRA table); its
   ``name`` is what ``routers:`` entries refer to, its optional ``label`` a display name.
-- A :class:`Method` is what a job scores, before its inputs are read: its kind, the run it
-  derives from, and its settings. :func:`resolve` reads the input files and gives the
-  typed spec (:mod:`mindskip.methods`) that evaluation and profiling apply.
+- A :class:`~mindskip.method.Method` is what a job scores, before its inputs are read: its
+  kind, the run it derives from, and its settings (:mod:`mindskip.method`, with
+  :func:`~mindskip.method.resolve`, which reads the input files).
 """
 
 from __future__ import annotations
@@ -20,20 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from .capacity import check_control
-from .files import read_json
+from .method import NATIVE, RANKINGS, Method
+from .paths import Paths
 from .presets import expand_preset, own_changes, routing_changes
+from .roles import Roles, choose_roles
 
-NATIVE = "native"
-KINDS = ("dense", "lora", "router", "static", "random", "pattern")
-CANDIDATES = ("routed", "all")
-# How a static drop picks its k layers: ``similarity``, the k most similar (least
-# important) of a ranking file; ``last``, the last k candidates (no ranking needed).
-RANKINGS = ("similarity", "last")
 # The display names of ``routers:`` (``name``) and ``lora:`` (``label``) entries: written into
 # the records as the method spec's ``label``, never part of a run's identity, slug or paths.
 _ROUTER_LABEL, _LORA_LABEL = "name", "label"
@@ -136,83 +131,6 @@ def _run_ratios(entry: Mapping[str, Any], sweep: tuple[str, ...]) -> tuple[str, 
 
 
 @dataclass(frozen=True)
-class Method:
-    """A planned method (see the module docstring); ``name`` is its ``{method}`` wildcard."""
-
-    name: str
-    kind: str
-    unit: str = "attn"
-    routing: str = "sequence"
-    run: str | None = None  # router / random / pattern: the run; lora: the LoraRun
-    candidates: str | None = None  # static: "routed" or "all"
-    num_routed: int | None = None  # static over routed candidates
-    # static: how the k layers are picked (None: "similarity", so that the planned method,
-    # a job's params, stays what it was before there was a choice; the record says it)
-    ranking: str | None = None
-    seed: int | None = None  # random
-    train_samples: int | None = None  # router / random / pattern: the run's sample count
-    lora: str | None = None  # the LoraRun the model is tuned on (lora, router, derived)
-    # what sets a run apart from the standard one (its recipe changes, other data, scoring
-    # under route_on=request): the claims compare standard runs; variants are shown beside
-    variant: str | None = None
-    route_on: str | None = None  # None: the config's eval.route_on
-    # a display name (from the run's ``name``): recorded, but no part of the job's params
-    label: str | None = field(default=None, hash=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The planned method (a job's params): every setting but the display label."""
-        d = asdict(self)
-        d.pop("label")
-        return {k: v for k, v in d.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where every stage writes, for one model slug and one evaluation suite."""
-
-    model: str
-    suite: str
-    root: str = "results"  # the config's ``results``: every output below it
-
-    assets = "results/assets/manifest.json"  # shared by every results root
-
-    def routers(self, run: str) -> str:
-        return f"{self.root}/routers/{self.model}/{run}/routers.safetensors"
-
-    def router_config(self, run: str) -> str:
-        return f"{self.root}/routers/{self.model}/{run}/mindskip_config.json"
-
-    def metrics(self, run: str) -> str:
-        return f"{self.root}/routers/{self.model}/{run}/metrics.json"
-
-    def lora(self, slug: str) -> str:
-        return f"{self.root}/lora/{self.model}/{slug}/lora.safetensors"
-
-    def data(self, name: str) -> str:
-        """A self-generated training set (its sidecar: ``<name>.manifest.json``)."""
-        return f"{self.root}/data/{self.model}/{name}.jsonl"
-
-    def ranking(self, unit: str) -> str:
-        return f"{self.root}/baselines/{self.model}/ranking-{unit}.json"
-
-    def calibration(self, run: str, ratio: str) -> str:
-        return f"{self.root}/baselines/{self.model}/{run}/calibration-{ratio}.json"
-
-    def eval(self, method: str, ratio: str) -> str:
-        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.json"
-
-    def items(self, method: str, ratio: str) -> str:
-        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.items.jsonl.gz"
-
-    def prompts(self, method: str, ratio: str) -> str:
-        """The token ids of every context a job scored (the profile's ``scored`` inputs)."""
-        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.prompts.jsonl.gz"
-
-    def profile(self, method: str, ratio: str) -> str:
-        return f"{self.root}/profile/{self.model}/{method}/{ratio}/profile.csv"
-
-
-@dataclass(frozen=True)
 class Plan:
     runs: dict[str, Run]
     loras: dict[str, LoraRun]
@@ -222,6 +140,7 @@ class Plan:
     eval_jobs: tuple[tuple[str, str], ...]
     profile_jobs: tuple[tuple[str, str], ...]
     paths: Paths
+    roles: Roles  # the runs each claim compares
 
     def method(self, name: str) -> Method:
         try:
@@ -397,7 +316,8 @@ def plan(config: Mapping[str, Any]) -> Plan:
     paths = Paths(
         config["model"]["name"], config["eval"]["suite"], config.get("results", "results")
     )
-    return Plan(runs, loras, methods, ratios, static, evals, profiles, paths)
+    roles = choose_roles(runs.values(), {slug: methods[slug].variant for slug in runs})
+    return Plan(runs, loras, methods, ratios, static, evals, profiles, paths, roles)
 
 
 def is_generated(dataset: Any) -> bool:
@@ -456,117 +376,3 @@ def _check_recipe(changes: Mapping[str, Any], where: str) -> None:
     from .schema import check_section
 
     check_section("recipe", changes, where=f"{where} recipe")
-
-
-# --------------------------------------------------------------------------- resolving
-def static_layers(
-    ranking: Mapping[str, Any], ratio: float, candidates: tuple[int, ...] | None = None
-) -> tuple[int, ...]:
-    """The ``round(ratio * L)`` most similar (least important) layers of a ranking, among
-    ``candidates`` (None: every ranked layer)."""
-    k = round(ratio * ranking["num_layers"])
-    rows = [r for r in ranking["ranking"] if candidates is None or int(r["layer"]) in candidates]
-    if k > len(rows):
-        raise ValueError(f"skip ratio {ratio} needs {k} layers; only {len(rows)} are candidates")
-    return tuple(sorted(int(r["layer"]) for r in rows[:k]))
-
-
-def last_layers(
-    num_layers: int, ratio: float, candidates: tuple[int, ...] | None = None
-) -> tuple[int, ...]:
-    """The last ``round(ratio * L)`` of ``candidates`` (None: layers 1..L-1, the final one
-    included, as a similarity ranking's candidates). Over the routed range (the last n
-    layers before the final one) the final layer is never dropped; over all layers it is
-    the first one dropped."""
-    k = round(ratio * num_layers)
-    pool = sorted(range(1, num_layers) if candidates is None else candidates)
-    if k > len(pool):
-        raise ValueError(f"skip ratio {ratio} needs {k} layers; only {len(pool)} are candidates")
-    return tuple(pool[len(pool) - k :])
-
-
-def routed_range(num_layers: int, num_routed: int) -> tuple[int, ...]:
-    return tuple(range(num_layers - num_routed - 1, num_layers - 1))
-
-
-def _reference(path: str | Path) -> dict[str, Any]:
-    """The router's evaluation record: its realised per-layer capacity, pooled and per task."""
-    rec = read_json(path, "router evaluation record")
-    routing = rec.get("routing") or {}
-    if not (routing.get("realised") or {}).get("capacity_per_layer"):
-        raise ValueError(f"{path} records no routing statistics: is it a router's score file?")
-    return routing
-
-
-def _pattern(routing: Mapping[str, Any]) -> tuple[int, ...]:
-    """The k layers the router executes least, k = its realised number of skipped layers."""
-    real = routing["realised"]
-    cap = {int(i): float(c) for i, c in real["capacity_per_layer"].items()}
-    k = round(real["skip_ratio"] * real["num_layers"])
-    return tuple(sorted(sorted(cap, key=lambda i: (cap[i], i))[:k]))
-
-
-def resolve(
-    method: Mapping[str, Any],
-    inputs: Mapping[str, str | None],
-    *,
-    num_layers: int | None = None,
-    label: str | None = None,
-) -> tuple[Any, dict]:
-    """``(spec, metadata)`` of a planned method (:meth:`Plan.params`) from its input files.
-
-    The metadata is what the evaluation and profile records keep: the planned method
-    (``spec``; a static drop's says its ``ranking``, ``similarity`` or ``last``, and a
-    method of a named run its ``label``), the resolved spec (``method_spec``), the
-    requested ratio and router folder. ``num_layers``: the model's decoder layers (last-k
-    static drop needs it; the others read it from their inputs).
-    """
-    from .methods import Dense, RandomSkip, Routed, StaticDrop
-
-    kind, ratio = method["kind"], method["ratio"]
-    requested = None if ratio == NATIVE else float(ratio)
-    lora = str(Path(inputs["lora"]).parent) if inputs.get("lora") else None
-    meta: dict[str, Any] = {"spec": dict(method), "requested_skip_ratio": requested}
-    if kind == "static":
-        meta["spec"].setdefault("ranking", "similarity")
-        if meta["spec"]["ranking"] not in RANKINGS:
-            raise ValueError(f"static drop ranking {meta['spec']['ranking']!r}: not in {RANKINGS}")
-    if label is not None:
-        meta["spec"]["label"] = label
-    if kind in ("dense", "lora"):
-        spec = Dense(lora=lora)
-    elif kind == "router":
-        routers = str(Path(inputs["routers"]).parent)
-        cal = read_json(inputs["calibration"], "calibration") if inputs.get("calibration") else {}
-        spec = Routed(
-            routers, method["unit"], method["routing"], cal.get("thresholds", {}), lora=lora
-        )
-        meta["router_path"] = routers
-    elif kind == "static" and meta["spec"]["ranking"] == "last":
-        if num_layers is None:
-            raise ValueError("last-k static drop needs the model's number of layers")
-        cands = None
-        if method.get("candidates") == "routed":
-            cands = routed_range(num_layers, method["num_routed"])
-        spec = StaticDrop(method["unit"], last_layers(num_layers, requested, cands))
-    elif kind == "static":
-        rank = read_json(inputs["ranking"], "importance ranking")
-        cands = None
-        if method.get("candidates") == "routed":
-            cands = routed_range(rank["num_layers"], method["num_routed"])
-        spec = StaticDrop(method["unit"], static_layers(rank, requested, cands))
-    elif kind == "random":
-        ref = _reference(inputs["reference"])
-        rates = {i: 1.0 - c for i, c in ref["realised"]["capacity_per_layer"].items()}
-        per_task = {
-            t: {i: 1.0 - c for i, c in s["capacity_per_layer"].items()}
-            for t, s in ref["realised_per_task"].items()
-        }
-        spec = RandomSkip(method["unit"], rates, method["seed"], per_task)
-    elif kind == "pattern":
-        spec = StaticDrop(method["unit"], _pattern(_reference(inputs["reference"])))
-    else:
-        raise ValueError(f"unknown method kind {kind!r}")
-    meta["method"] = spec.kind
-    meta["method_spec"] = spec.to_dict()
-    return spec, meta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -24,11 +25,21 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return out
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the processor's architecture."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     """Machine stamp: CPU, threads, GPU name where there is one, date."""
     env: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -24,6 +24,7 @@ from mindskip.report.figures import (
     figure_training_curves,
 )
 from mindskip.report.names import describe, distinct
+from mindskip.roles import Roles
 
 HASHY = re.compile(r"[0-9a-f]{6}$")
 RATIOS = ("0.125", "0.250", "0.375", "0.500")
@@ -217,7 +218,7 @@ def test_the_report_writes_every_figure_of_a_dense_only_run(tmp_path):
 
     evals = [_record(tmp_path, {"name": "dense", "kind": "dense", "ratio": "native"}, 0.0,
                      {"t1": set()}, 0)]  # fmt: skip
-    out = build_report(evals, [], [], PAPER, tmp_path / "t", tmp_path / "f")
+    out = build_report(Roles(), evals, [], [], PAPER, tmp_path / "t", tmp_path / "f")
     written = {Path(p).name for p in out["figures"]}
     assert written == {f"{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")}
 

@@ -12,7 +12,8 @@ import yaml
 from conftest import make_model
 
 from mindskip import ConfigError, mindskip_layers
-from mindskip.files import write_json
+from mindskip.files import ResultFileError, write_json
+from mindskip.method import KINDS, Method, resolve, stored_method
 from mindskip.methods import (
     Dense,
     RandomSkip,
@@ -22,8 +23,10 @@ from mindskip.methods import (
     prepare_method,
     set_task_rates,
 )
-from mindskip.plan import last_layers, plan, resolve, routed_range, static_layers
+from mindskip.plan import plan
+from mindskip.roles import Roles, read_roles, write_roles
 from mindskip.schema import validated
+from mindskip.selection import last_layers, routed_range, static_layers
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -148,15 +151,21 @@ def test_resolve_reads_each_kind_from_its_files(tmp_path):
         }
     }
     write_json(tmp_path / "ref.json", ref)
-    static = {"kind": "static", "unit": "attn", "ratio": "0.333", "candidates": "routed"}
+    static = {
+        "name": "drop",
+        "kind": "static",
+        "unit": "attn",
+        "ratio": "0.333",
+        "candidates": "routed",
+    }
     spec, meta = resolve(static | {"num_routed": 3}, {"ranking": tmp_path / "rank.json"})
     assert spec == StaticDrop("attn", (2, 4)) and meta["spec"]["kind"] == "static"
     spec, _ = resolve(static | {"candidates": "all"}, {"ranking": tmp_path / "rank.json"})
     assert spec == StaticDrop("attn", (1, 4))
-    pattern = {"kind": "pattern", "unit": "attn", "ratio": "0.333"}
+    pattern = {"name": "pattern-r", "kind": "pattern", "unit": "attn", "ratio": "0.333"}
     spec, _ = resolve(pattern, {"reference": tmp_path / "ref.json"})
     assert spec == StaticDrop("attn", (2, 4))  # the two layers it executes least
-    rnd = {"kind": "random", "unit": "attn", "ratio": "0.333", "seed": 3}
+    rnd = {"name": "random3-r", "kind": "random", "unit": "attn", "ratio": "0.333", "seed": 3}
     spec, _ = resolve(rnd, {"reference": tmp_path / "ref.json"})
     assert dict(spec.rates) == pytest.approx({1: 0.0, 2: 0.9, 3: 0.2, 4: 0.9})
     assert spec.seed == 3 and dict(spec.rates_by_task)["t"] == spec.rates
@@ -236,7 +245,7 @@ def test_last_k_drops_the_last_candidates_over_routed_and_over_all():
 
 
 def test_resolve_last_k_needs_no_ranking_and_records_how_it_chose(tmp_path):
-    last = {"kind": "static", "unit": "attn", "ratio": "0.200", "ranking": "last"}
+    last = {"name": "last", "kind": "static", "unit": "attn", "ratio": "0.200", "ranking": "last"}
     routed = last | {"candidates": "routed", "num_routed": 16}
     spec, meta = resolve(routed, {"assets": "x"}, num_layers=30)
     assert spec == StaticDrop("attn", (23, 24, 25, 26, 27, 28))
@@ -254,7 +263,7 @@ def test_resolve_last_k_needs_no_ranking_and_records_how_it_chose(tmp_path):
     # record says "similarity"
     write_json(tmp_path / "rank.json", {"format": 1, "num_layers": 4, "ranking": [
         {"layer": 2, "similarity": 0.9}, {"layer": 1, "similarity": 0.5}]})  # fmt: skip
-    sim = {"kind": "static", "unit": "attn", "ratio": "0.250", "candidates": "all"}
+    sim = {"name": "drop", "kind": "static", "unit": "attn", "ratio": "0.250", "candidates": "all"}
     spec, meta = resolve(sim, {"ranking": tmp_path / "rank.json"}, num_layers=4)
     assert spec == StaticDrop("attn", (2,)) and meta["spec"]["ranking"] == "similarity"
     assert "label" not in meta["spec"]
@@ -409,3 +418,85 @@ def test_the_label_reaches_the_rules_as_an_untracked_param():
 
     assert Rule._is_deriving_function(method_label)
     assert not Rule._is_deriving_function(method_params)
+
+
+def _configs() -> list[tuple[str, dict]]:
+    """Every committed config, merged over config.yaml as Snakemake's --configfile does."""
+    from snakemake.utils import update_config
+
+    out = []
+    for path in [ROOT / "config.yaml", *sorted((ROOT / "config").glob("*.yaml"))]:
+        config = yaml.safe_load((ROOT / "config.yaml").read_text())
+        update_config(config, yaml.safe_load(path.read_text()))
+        out.append((path.name, validated(config)))
+    return out
+
+
+def test_every_planned_method_round_trips_through_its_stored_dict():
+    """The record a job stores (``to_dict`` + ratio + label) gives back the same Method,
+    for every method of every committed config; the kinds are the one set of names."""
+    seen = set()
+    for name, config in _configs():
+        p = plan(config)
+        for m in p.methods.values():
+            stored = p.params(m.name, "0.250") | ({"label": m.label} if m.label else {})
+            back = Method.from_dict(stored)
+            assert back == m and back.label == m.label, (name, m.name)
+            assert back.to_dict() | {"ratio": "0.250"} == p.params(m.name, "0.250")
+            seen.add(m.kind)
+    assert seen == set(KINDS)
+
+
+def test_every_committed_record_stores_a_method_that_reads_back_losslessly():
+    """Evaluation and profile records under results/: ``method.spec`` is a Method plus the
+    job's ratio, nothing else, and writing the Method back gives the same dict."""
+    records = sorted(ROOT.glob("results/**/eval/**/*.json")) + sorted(
+        ROOT.glob("results/**/profile/**/profile.json")
+    )
+    records = [r for r in records if "/logs/" not in str(r)]
+    assert len(records) > 50  # the committed runs (results/, authors/, gemma3/, capacity/)
+    for path in records:
+        rec = json.loads(path.read_text())
+        if "method" not in rec:  # a prompts or items sidecar
+            continue
+        spec = rec["method"]["spec"]
+        method, ratio = stored_method(rec, path)
+        label = {"label": method.label} if method.label else {}
+        assert method.to_dict() | {"ratio": ratio} | label == spec, path
+
+
+def test_a_stored_method_with_an_unknown_key_or_kind_is_refused():
+    with pytest.raises(ResultFileError, match="unknown keys"):
+        Method.from_dict({"name": "x", "kind": "static", "layers": [1]})
+    with pytest.raises(ValueError, match="kind 'router_static'"):
+        Method.from_dict({"name": "x", "kind": "router_static"})
+    with pytest.raises(ResultFileError, match="does not record its planned method"):
+        stored_method({"method": {"spec": {"kind": "dense"}}}, "x.json")
+
+
+def test_the_plan_gives_each_claim_its_standard_runs(tmp_path):
+    """Roles (mindskip.roles) come from the config, never from the records: MindSkip is
+    the swept standard attention run (a 1000-sample run with one ratio, a distilled run
+    or the authors' recipe do not take its place); MLP, block, token, the sample series
+    and the LoRA pair are the config's standard runs; the file round-trips."""
+    configs = dict(_configs())
+    full = plan(configs["full.yaml"])
+    roles = full.roles
+    main = full.runs[roles.mindskip]
+    assert (main.unit, main.routing, main.ratios) == ("attn", "sequence", full.ratios)
+    assert sorted(roles.samples) == [192, 500, 1000] and roles.samples[192] == roles.mindskip
+    assert {u: full.runs[s].unit for u, s in roles.units.items()} == {
+        "mlp": "mlp",
+        "block": "block",
+    }
+    assert full.runs[roles.token].routing == "token"
+    assert roles.lora == f"lora-{full.runs[roles.lora_routers].lora}" in full.methods
+    chosen = [roles.mindskip, roles.token, roles.lora_routers, *roles.units.values()]
+    assert all(full.methods[s].variant is None for s in chosen + list(roles.samples.values()))
+    default = plan(configs["config.yaml"]).roles
+    assert default == Roles(mindskip=main.slug, samples={192: main.slug})
+    path = write_roles(roles, tmp_path / "roles.json")
+    assert read_roles(path) == roles
+    path.write_text(path.read_text().replace('"token"', '"tokens"'))
+    with pytest.raises(ResultFileError, match="unknown keys"):
+        read_roles(path)

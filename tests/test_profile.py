@@ -88,14 +88,17 @@ def test_profile_produces_every_field(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == len(result.rows) and set(rows[0]) == set(FIELDS)
     doc = json.loads((tmp_path / "profile.json").read_text())
-    for key in ("date", "torch", "transformers", "mindskip", "cpu", "torch_threads", "gpu"):
-        assert key in doc["env"]
-    assert doc["env"]["torch_threads"] == 1 and doc["config"]["grid"] == [[2, 16, 0], [2, 8, 4]]
+    # one provenance stamp (versions, machine, date), and how it was measured beside it
+    assert {"torch", "transformers", "mindskip"} <= set(doc["versions"])
+    assert {"date", "cpu", "torch_threads"} <= set(doc["environment"])
+    assert not {"torch", "date", "cpu", "torch_threads"} & set(doc["measurement"])
+    assert doc["environment"]["torch_threads"] == 1 and rows[0]["threads"] == "1"
+    assert doc["config"]["grid"] == [[2, 16, 0], [2, 8, 4]]
     md = (tmp_path / "profile.md").read_text()
     assert "of ceiling" in md and "not resolved (2 repeats < 6)" in md  # 2 repeats: no CI
     assert all(r["resolved"] is False and "speedup_ci_low" not in r for r in result.rows)
     assert {r["inputs"] for r in result.rows} == {"random"}
-    assert doc["config"]["strict"] is True and doc["env"]["inputs"].startswith("random")
+    assert doc["config"]["strict"] is True and doc["measurement"]["inputs"].startswith("random")
 
 
 def test_hand_removed_ceiling_does_less_work_than_dense():

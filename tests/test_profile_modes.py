@@ -208,7 +208,8 @@ def test_prompts_argument_overrides_config_inputs_and_the_record_is_written(tmp_
     assert all(r["prompt_tokens"] <= 8 for r in result.rows)
     doc = json.loads((tmp_path / "profile.json").read_text())
     assert doc["method"] == method and "versions" in doc and "environment" in doc
-    assert len(doc["env"]["inputs_sha256"]) == 64 and "left-cut" in doc["env"]["inputs"]
+    how = doc["measurement"]
+    assert len(how["inputs_sha256"]) == 64 and "left-cut" in how["inputs"]
 
 
 @pytest.mark.parametrize(("unit", "routing"), [("attn", "sequence"), ("attn", "token")])

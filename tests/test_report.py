@@ -16,6 +16,7 @@ from mindskip.evaluate.items import write_items
 from mindskip.report import analyse_runs, build_report, eval_frame, load_runs, sweep_points
 from mindskip.report.collect import layer_frame
 from mindskip.report.figures import figure_layer_skip, figure_quality_vs_skip
+from mindskip.roles import Roles, write_roles
 
 PAPER = Path(__file__).resolve().parents[1] / "resources" / "paper"
 N = 40  # items per task
@@ -78,6 +79,7 @@ def _record(tmp: Path, spec: dict, shift: float, wrong: dict[str, set[int]], ski
 
 
 RUN = {"unit": "attn", "routing": "sequence", "run": "r1", "train_samples": 100}
+ROLES = Roles(mindskip="r1", samples={100: "r1"})  # as the plan would choose them
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
 
 def test_paired_metrics_in_the_eval_frame(fixture_results):
     runs = load_runs(fixture_results["evals"])
-    df = eval_frame(runs, analyse_runs(runs))
+    df = eval_frame(runs, analyse_runs(runs, ROLES))
     r = df[(df["name"] == "r1@0.250") & (df["task"] == "t2")].iloc[0]
     assert r["acc_diff"] == pytest.approx(-1 / N)  # one of 40 items lost
     assert r["flip_loss"] == pytest.approx(1 / N) and r["flip_gain"] == 0
@@ -164,7 +166,7 @@ def test_sweep_has_one_point_per_method_and_ratio(fixture_results, tmp_path):
     spec = {"name": "r1", "kind": "router", "ratio": "0.500", **RUN}
     extra = _record(tmp_path / "more", spec, 0.3, many, 0.5)
     runs = load_runs([*fixture_results["evals"], extra])
-    points = sweep_points(eval_frame(runs, analyse_runs(runs)))
+    points = sweep_points(eval_frame(runs, analyse_runs(runs, ROLES)))
     router = points[points["kind"] == "router"].set_index("ratio")
     assert sorted(router.index) == ["0.250", "0.500"]
     assert router.loc["0.500", "acc_diff"] == pytest.approx(-5 / (2 * N))
@@ -174,7 +176,7 @@ def test_sweep_has_one_point_per_method_and_ratio(fixture_results, tmp_path):
 
 def test_claims_table_decides_claim_4_and_says_what_did_not_run(fixture_results, tmp_path):
     build_report(
-        fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
+        ROLES, fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
         PAPER, tmp_path / "tables", tmp_path / "figures", model_name="tiny",
     )  # fmt: skip
     claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
@@ -193,7 +195,7 @@ def test_claims_table_decides_claim_4_and_says_what_did_not_run(fixture_results,
 
 def test_tables_hold_numbers_and_the_markdown_the_strings(fixture_results, tmp_path):
     out = build_report(
-        fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
+        ROLES, fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
         PAPER, tmp_path / "tables", tmp_path / "figures", model_name="tiny",
     )  # fmt: skip
     names = {Path(p).name for p in out["tables"] + out["figures"]}
@@ -219,7 +221,7 @@ def test_tables_hold_numbers_and_the_markdown_the_strings(fixture_results, tmp_p
 
 def test_figures_draw_every_method_with_its_interval(fixture_results, tmp_path):
     runs = load_runs(fixture_results["evals"])
-    ev = eval_frame(runs, analyse_runs(runs))
+    ev = eval_frame(runs, analyse_runs(runs, ROLES))
     paths, drawn = figure_quality_vs_skip(ev, tmp_path, "t")
     labels = {d["label"] for d in drawn}
     assert {"MindSkip: attention, sequence", "attention drop (similarity, all layers)"} <= labels
@@ -250,6 +252,10 @@ def test_report_of_what_has_finished_under_a_results_root(fixture_results, tmp_p
         shutil.copytree(p.parent, root / "profile" / "m" / "r1" / p.parent.name)
     (root / "routers" / "m" / "r1").mkdir(parents=True)
     shutil.copy(fixture_results["metrics"][0], root / "routers" / "m" / "r1" / "metrics.json")
+    with pytest.raises(SystemExit):  # no roles.json: which runs the claims compare is unknown
+        main(["--results", str(root), "--model", "m"])
+    assert "roles.json" in capsys.readouterr().err
+    write_roles(ROLES, root / "plan" / "m" / "roles.json")
     assert main(["--results", str(root), "--model", "m"]) == 0
     assert "report of 4 evaluations, 2 profiles, 1 runs" in capsys.readouterr().out
     for name in TABLES:
@@ -266,7 +272,7 @@ def test_tables_do_not_depend_on_the_order_of_the_inputs(fixture_results, tmp_pa
     out = {}
     for name, order in (("a", 1), ("b", -1)):
         files = {k: list(v)[::order] for k, v in fixture_results.items()}
-        build_report(**files, paper_dir=paper, tables_dir=tmp_path / name / "t",
+        build_report(ROLES, **files, paper_dir=paper, tables_dir=tmp_path / name / "t",
                      figures_dir=tmp_path / name / "f")  # fmt: skip
         out[name] = {p.name: p.read_bytes() for p in (tmp_path / name / "t").iterdir()}
     assert out["a"] == out["b"] and len(out["a"]) >= 8 * 3
@@ -282,7 +288,9 @@ def test_the_paper_s_rows_sit_under_our_task_columns_and_dense_beside_published(
         _record(tmp_path, {"name": "r1", "kind": "router", "ratio": "native"} | RUN, 0.1,
                 tasks, 0.2),
     ]  # fmt: skip
-    build_report(evals, [], [], PAPER, tmp_path / "t", tmp_path / "f", model_name="smollm2-135m")
+    build_report(
+        ROLES, evals, [], [], PAPER, tmp_path / "t", tmp_path / "f", model_name="smollm2-135m"
+    )
     main = (tmp_path / "t" / "main.md").read_text()
     row = next(x for x in main.splitlines() if "paper Llama-3-8B: attn/sequence" in x)
     cells = [c.strip() for c in row.split("|")]
@@ -305,7 +313,8 @@ def test_the_results_readme_takes_its_numbers_from_the_tables(tmp_path):
         _record(tmp_path, {"name": "dense", "kind": "dense", "ratio": "native"}, 0.0, tasks, 0)
     ]
     root = tmp_path / "results"
-    build_report(evals, [], [], PAPER, root / "tables", root / "figures", model_name="smollm2-135m")
+    tables, figures = root / "tables", root / "figures"
+    build_report(ROLES, evals, [], [], PAPER, tables, figures, model_name="smollm2-135m")
     bench = root / "logs" / "benchmarks" / "eval"
     bench.mkdir(parents=True)
     (bench / "x.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
@@ -377,7 +386,7 @@ def test_every_router_row_meets_the_static_frontier_in_the_recipes_table(fixture
 
     root = tmp_path / "results"
     build_report(
-        fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
+        ROLES, fixture_results["evals"], fixture_results["profiles"], fixture_results["metrics"],
         PAPER, root / "tables", root / "figures", model_name="tiny",
     )  # fmt: skip
     recipes = pd.read_csv(root / "tables" / "recipes.csv")

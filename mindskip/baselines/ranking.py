@@ -14,6 +14,7 @@ from torch import nn
 from ..config import UNITS, ConfigError
 from ..files import ResultFileError, read_json, write_json
 from ..provenance import stamp
+from ..selection import first_k
 from ..surgery import decoder_layers, is_mindskip
 from .skip import Batch, _decoder_forward, as_batches
 
@@ -180,6 +181,7 @@ def drop_layers(
 ) -> tuple[int, ...]:
     """The ``k`` layers dropped first (sorted), from a ranking or a ranking record."""
     rows = ranking["ranking"] if isinstance(ranking, Mapping) else ranking
-    if not 0 <= k <= len(rows):
-        raise ConfigError(f"k={k} but the ranking has {len(rows)} candidate layers")
-    return tuple(sorted(int(r["layer"]) for r in rows[:k]))
+    try:
+        return first_k(list(rows), k)
+    except ValueError as e:
+        raise ConfigError(f"{e} (the ranking's candidate layers)") from None

@@ -44,7 +44,7 @@ from typing import Any
 from .config import CACHES, SHAPES, TIMERS, ProfileConfig
 from .inputs import Batch, load_prompts
 from .memory import PeakTensorBytes, kv_cache_bytes
-from .output import FIELDS, environment, to_markdown, write_results
+from .output import FIELDS, measurement, to_markdown, write_results
 from .run import ProfileError, ProfileResult, input_source, profile
 from .stats import RatioCI, median_ci, ratio_ci
 from .timing import DECODERS, CacheKind, CachePolicy, Runner, cache_kwarg
@@ -68,7 +68,7 @@ __all__ = [
     "Variant",
     "build_model",
     "cache_kwarg",
-    "environment",
+    "measurement",
     "input_source",
     "kv_cache_bytes",
     "load_prompts",

@@ -8,10 +8,6 @@ contains 1.0 (or there are too few repeats for one), then its share of the ceili
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +31,10 @@ class ProfileResult:
     top-level entries of its JSON (``record``)."""
 
     rows: list[dict[str, Any]]
-    env: dict[str, Any]
+    env: dict[str, Any]  # how it was measured (:func:`measurement`), load and time taken
     config: dict[str, Any]
     record: dict[str, Any] = field(default_factory=dict)
+    stamp: dict[str, Any] = field(default_factory=stamp)  # versions, machine, date
 
 
 FIELDS = (
@@ -52,31 +49,11 @@ FIELDS = (
 )  # fmt: skip
 
 
-def _cpu_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return cpu
-
-
-def environment(config: ProfileConfig, model: nn.Module, inputs: Inputs) -> dict[str, Any]:
-    """Versions, machine, threads, date, and how each number was taken."""
-    import transformers
-
-    from .. import __version__
-
+def measurement(config: ProfileConfig, model: nn.Module, inputs: Inputs) -> dict[str, Any]:
+    """How each number was taken: device, dtype, model, timer, memory, inputs (versions,
+    machine, threads and date are the record's provenance stamp, taken with it)."""
     cuda = config.device.startswith("cuda")
     return {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "mindskip": __version__,
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(device=torch.device(config.device)) if cuda else None,
         "device": config.device,
         "dtype": str(torch_dtype(config)).removeprefix("torch."),
@@ -111,13 +88,14 @@ def write_results(result: ProfileResult, out_dir: str | Path) -> Path:
             "model": env["model"],
             "device": env["gpu"] or env["device"],
             "dtype": env["dtype"],
-            "threads": env["torch_threads"],
+            "threads": result.stamp["environment"]["torch_threads"],
             **r,
         }
         for r in result.rows
     ]
     write_csv(out / "profile.csv", rows, FIELDS)
-    doc = {**stamp(), **result.record, "env": env, "config": result.config, "rows": rows}
+    doc = {**result.stamp, **result.record, "measurement": env, "config": result.config}
+    doc["rows"] = rows
     write_json(out / "profile.json", doc, indent=1)
     write_text(out / "profile.md", to_markdown(result))
     return out
@@ -189,14 +167,15 @@ def _counts_table(rows: list[dict[str, Any]]) -> list[str]:
 def to_markdown(result: ProfileResult) -> str:
     """One table per phase and cache: dense tokens/s, then speedups (achieved/ceiling)."""
     env, rows = result.env, result.rows
+    machine, v = result.stamp["environment"], result.stamp["versions"]
     level = result.config.get("ci_level", 0.95)
     need = min_repeats(level)
     out = [
         f"# Profile: {env['model']} ({env['weights']} weights), {env['dtype']}",
         "",
-        f"{env['date']}; {env['gpu'] or env['cpu']}; torch {env['torch']}, "
-        f"{env['torch_threads']} threads; transformers {env['transformers']}; mindskip "
-        f"{env['mindskip']}. Load average at start/end: {env.get('loadavg_start')} / "
+        f"{machine['date']}; {env['gpu'] or machine['cpu']}; torch {v.get('torch')}, "
+        f"{machine.get('torch_threads')} threads; transformers {v.get('transformers')}; "
+        f"mindskip {v.get('mindskip')}. Load average at start/end: {env.get('loadavg_start')} / "
         f"{env.get('loadavg_end')}. Inputs: {env.get('inputs')}. Dense: tokens/s (latency). "
         "Others: speedup over dense, the median of paired per-repeat ratios with its "
         f"{level:.0%} CI [low, high] ('not resolved' when the CI contains 1.0 or there are "

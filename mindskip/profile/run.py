@@ -31,10 +31,10 @@ from ..surgery import decoder_layers
 from .config import ProfileConfig
 from .inputs import Inputs, PromptInputs, RandomInputs, RegimeInputs, load_prompts
 from .memory import Footprint, memory_pass, param_bytes
-from .output import ProfileResult, environment, write_results
+from .output import ProfileResult, measurement, write_results
 from .stats import ratio_ci, summary
 from .timing import Runner, decoder
-from .variants import Method, Variant, build_model, build_variants
+from .variants import Applicable, Variant, as_spec, build_model, build_variants
 
 
 class ProfileError(RuntimeError):
@@ -284,7 +284,7 @@ def input_source(
 def profile(
     config: ProfileConfig,
     model: nn.Module | None = None,
-    methods: Mapping[str, Method] | None = None,
+    methods: Mapping[str, Applicable | str | Path] | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
     prompts: Sequence[Sequence[int] | torch.Tensor] | None = None,
@@ -323,7 +323,8 @@ def _profile(config, model, methods, out_dir, progress, prompts, record) -> Prof
         for b in calib:
             m(b.ids, **b.forward_kwargs())
 
-    all_methods = {Path(r).name: r for r in config.routers} | dict(methods or {})
+    given = {Path(r).name: r for r in config.routers} | dict(methods or {})
+    all_methods = {name: as_spec(m) for name, m in given.items()}
     with torch.inference_mode():
         variants = build_variants(config, dense, all_methods, calibrate)
     runner = Runner(config, torch.device(config.device))
@@ -331,7 +332,7 @@ def _profile(config, model, methods, out_dir, progress, prompts, record) -> Prof
     per_regime = len(variants) * (config.warmup + 1 + config.repeats)
     total = sum(map(len, kinds.values())) * per_regime
     bar = tqdm(total=total, disable=not progress, desc="profile", unit="call")
-    env = environment(config, dense, source)
+    env = measurement(config, dense, source)
     result = ProfileResult([], env, config.to_dict(), dict(record or {}))
     result.env["loadavg_start"] = load_start
     weights, reference = param_bytes(dense), {}

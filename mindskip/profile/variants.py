@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import load_routers, read_router_config
+from ..checkpoint import read_router_config
 from ..config import MindSkipConfig
-from ..methods import prepare_method
+from ..methods import Routed, Spec, prepare_method
+from ..selection import least_executed
 from ..stats import reset_routing_stats, routing_stats
 from ..surgery import (
     apply_mindskip,
@@ -33,9 +34,19 @@ from ..surgery import (
 )
 from .config import SHAPES, ProfileConfig
 
-# A method: a trained routers folder, a spec (opaque: ``prepare_method(model, spec)``, read
-# for ``spec.unit`` and ``spec.slug``), or a callable that makes a copy of dense behave as it.
-Method = str | Path | Callable[[nn.Module], nn.Module] | Any
+# A method: a spec of :mod:`mindskip.methods` (applied with ``prepare_method``; a trained
+# routers folder is read as a ``Routed`` spec by :func:`as_spec`), or a callable that makes
+# a copy of dense behave as it (a user's own transformation, not a planned method).
+Applicable = Spec | Callable[[nn.Module], nn.Module]
+
+
+def as_spec(method: str | Path | Applicable) -> Applicable:
+    """A trained routers folder as its ``Routed`` spec (unit and routing from its config,
+    no thresholds: the routers' own tau); a spec or a callable as it is."""
+    if isinstance(method, str | Path):
+        cfg = read_router_config(method)
+        return Routed(str(method), cfg.unit, cfg.routing)
+    return method
 
 
 @dataclass
@@ -101,8 +112,7 @@ def shared_copy(model: nn.Module) -> nn.Module:
 def lowest_capacity_layers(model: nn.Module) -> tuple[int, ...]:
     """The k least-executed routed layers, k = the realised number of skipped sublayers."""
     total = routing_stats(model).total
-    k = round(sum(1.0 - c for c in total.values()))
-    return tuple(sorted(sorted(total, key=lambda i: (total[i], i))[:k]))
+    return least_executed(total, round(sum(1.0 - c for c in total.values())))
 
 
 def forced_variants(config: ProfileConfig, dense: nn.Module, weights: str) -> list[Variant]:
@@ -120,15 +130,15 @@ def forced_variants(config: ProfileConfig, dense: nn.Module, weights: str) -> li
 
 
 def method_variant(
-    name: str, method: Method, dense: nn.Module, weights: str, calibrate: Callable
+    name: str, method: Applicable, dense: nn.Module, weights: str, calibrate: Callable
 ) -> Variant | None:
     """``method`` on a shared copy of ``dense``; None when it routes nothing (dense again).
     Its pattern (for the ceiling) is its least-executed layers on ``calibrate``'s inputs."""
     m = shared_copy(dense)
-    if isinstance(method, str | Path):  # a trained routers folder
-        load_routers(m, method)
-        label, unit = f"trained routers {method} ({weights})", read_router_config(method).unit
-    elif callable(method):
+    if isinstance(method, Routed) and not method.thresholds and method.lora is None:
+        m = prepare_method(m, method) or m
+        label, unit = f"trained routers {method.routers} ({weights})", method.unit
+    elif callable(method) and not hasattr(method, "kind"):
         m = method(m)
         what = getattr(method, "__name__", type(method).__name__)
         unit = get_config(m).unit if is_mindskip(m) else ""
@@ -146,7 +156,7 @@ def method_variant(
 def build_variants(
     config: ProfileConfig,
     dense: nn.Module,
-    methods: Mapping[str, Method],
+    methods: Mapping[str, Applicable],
     calibrate: Callable[[nn.Module], None],
 ) -> list[Variant]:
     """dense, the forced patterns, the methods, then the ceiling of each MindSkip variant."""

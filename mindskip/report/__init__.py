@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..roles import Roles, read_roles
 from ..verdicts import bootstrap_caption, claims_latex, claims_markdown
 from .collect import (
     analyse_runs,
@@ -94,6 +95,7 @@ __all__ = [
 
 
 def build_report(
+    roles: str | Path | Roles,
     evals: Sequence[str | Path],
     profiles: Sequence[str | Path],
     metrics: Sequence[str | Path],
@@ -102,87 +104,27 @@ def build_report(
     figures_dir: str | Path,
     model_name: str = "",
 ) -> dict[str, list[str]]:
-    """Every table and figure. Returns the paths written. The inputs are read in path
-    order, so the same files give byte-identical tables whatever order they are passed in
-    (the workflow's ``report`` rule and ``python -m mindskip.report`` agree)."""
+    """Every table and figure. Returns the paths written. ``roles``: which runs the claims
+    compare (:mod:`mindskip.roles`: the plan's ``roles.json``, or the record itself). The
+    inputs are read in path order, so the same files give byte-identical tables whatever
+    order they are passed in (the workflow's ``report`` rule and ``python -m
+    mindskip.report`` agree)."""
     paper_dir, tables_dir, figures_dir = Path(paper_dir), Path(tables_dir), Path(figures_dir)
     evals, profiles, metrics = (sorted(map(str, x)) for x in (evals, profiles, metrics))
     runs = load_runs(evals)
-    analysis = analyse_runs(runs)
+    analysis = analyse_runs(runs, roles if isinstance(roles, Roles) else read_roles(roles))
     ev = eval_frame(runs, analysis)
     layers = layer_frame(runs)
     pr = collect_profiles(profiles)
     tr = collect_training(metrics)
-    paper_main = pd.read_csv(paper_dir / "main_results.csv")
-    paper_drop = pd.read_csv(paper_dir / "attention_drop_comparison.csv")
-    paper_sizes = pd.read_csv(paper_dir / "dataset_size_ablation.csv")
     tag = f"ours: {model_name}" if model_name else "ours"
     written: dict[str, list[str]] = {"tables": [], "figures": []}
-
-    def table(frames, name: str, caption: str) -> None:
-        numeric, shown = frames if isinstance(frames, tuple) else (frames, None)
-        paths = write_table(numeric, tables_dir, name, caption, shown)
-        written["tables"] += [str(p) for p in paths]
-
-    paired = (
-        "paired against dense on the same items: Δ accuracy in points and KL(dense ‖ method) "
-        f"of the length-normalised choice distribution, each with its CI ({bootstrap_caption()})"
-    )
-    table(
-        main_table(ev, pr, paper_main),
-        "main",
-        f"Main table ({tag}): score ± s.e. in % per task (n items), pooled over items, "
-        f"{paired}; speedup per regime with its CI ('not resolved' when it spans 1.0); the "
-        f"paper's {PAPER_MODEL} row for the same unit and routing (the paper's numbers).",
-    )
-    table(
-        sweep_table(ev, pr, paper_drop),
-        "sweep",
-        f"Skip-ratio sweep ({tag}): every method at each requested ratio, {paired}; the "
-        "paper's MindSkip vs Attention Drop (read off its bar chart, task unlabelled).",
-    )
     _claims_tables(analysis, tables_dir, tag, written)
-    table(
-        analysis.metrics_frame(),
-        "metrics",
-        f"Every paired metric ({tag}), per task and pooled, long format.",
-    )
-    table(
-        layers_table(layers),
-        "layers",
-        f"Per layer ({tag}): skip rate (dynamic share) averaged over tasks; the dynamic share "
-        "min(c, 1 - c) is the share of a layer's decisions no static layer choice reproduces.",
-    )
-    table(
-        training_table(tr, paper_sizes),
-        "training",
-        _training_caption(tag),
-    )
-    table(
-        speed_table(pr, ev),
-        "speed",
-        f"Speed per regime ({tag}): speedup over dense in the same process with its 95% CI, "
-        "the hand-removed ceiling's, the skip ratio on the profiled vs the scored inputs.",
-    )
     published = published_scores(paper_dir, model_name)
-    table(
-        dense_table(ev, published),
-        "dense",
-        f"The dense model ({tag}) per task, with the scores its authors published for it "
-        "(resources/published/; their setting differs from ours where the row says so).",
-    )
-    table(paper_main, "paper_main", "The paper's main table (Llama-3-8B), for reference.")
-    table(
-        recipes_table(analysis.frontier, ev, tr),
-        "recipes",
-        f"Every router run at a calibrated ratio ({tag}), whatever its recipe: the capacity "
-        "its training reached, its realised skip ratio at its own threshold (native) and "
-        f"after calibration, {paired}, and KL against the best static mixture at its "
-        "realised ratio (the lowest-KL per-sequence mixture of two static drops, or one "
-        "and dense, by point estimate: it errs against the router).",
-    )
-
-    specs = {r.method: r.spec for r in runs}  # methods named in words from their settings
+    for name, frames, caption in _tables(ev, pr, layers, tr, analysis, paper_dir, published, tag):
+        numeric, shown = frames if isinstance(frames, tuple) else (frames, None)
+        written["tables"] += map(str, write_table(numeric, tables_dir, name, caption, shown))
+    specs = {r.method.name: r.method for r in runs}  # methods named in words from their settings
     for fn, args in (
         (figure_quality_vs_skip, (ev,)),
         (figure_claim_units, (ev,)),
@@ -197,6 +139,69 @@ def build_report(
         paths, _ = fn(*args, figures_dir, tag, specs=specs)
         written["figures"] += [str(p) for p in paths]
     return written
+
+
+def _tables(ev, pr, layers, tr, analysis, paper_dir: Path, published, tag: str) -> list[tuple]:
+    """``(name, frame or (numeric, shown), caption)`` of every table but the claims'."""
+    paper_main = pd.read_csv(paper_dir / "main_results.csv")
+    paper_drop = pd.read_csv(paper_dir / "attention_drop_comparison.csv")
+    paper_sizes = pd.read_csv(paper_dir / "dataset_size_ablation.csv")
+    paired = (
+        "paired against dense on the same items: Δ accuracy in points and KL(dense ‖ method) "
+        f"of the length-normalised choice distribution, each with its CI ({bootstrap_caption()})"
+    )
+    return [
+        (
+            "main",
+            main_table(ev, pr, paper_main),
+            f"Main table ({tag}): score ± s.e. in % per task (n items), pooled over items, "
+            f"{paired}; speedup per regime with its CI ('not resolved' when it spans 1.0); "
+            f"the paper's {PAPER_MODEL} row for the same unit and routing (the paper's "
+            "numbers).",
+        ),
+        (
+            "sweep",
+            sweep_table(ev, pr, paper_drop),
+            f"Skip-ratio sweep ({tag}): every method at each requested ratio, {paired}; the "
+            "paper's MindSkip vs Attention Drop (read off its bar chart, task unlabelled).",
+        ),
+        (
+            "metrics",
+            analysis.metrics_frame(),
+            f"Every paired metric ({tag}), per task and pooled, long format.",
+        ),
+        (
+            "layers",
+            layers_table(layers),
+            f"Per layer ({tag}): skip rate (dynamic share) averaged over tasks; the dynamic "
+            "share min(c, 1 - c) is the share of a layer's decisions no static layer choice "
+            "reproduces.",
+        ),
+        ("training", training_table(tr, paper_sizes), _training_caption(tag)),
+        (
+            "speed",
+            speed_table(pr, ev),
+            f"Speed per regime ({tag}): speedup over dense in the same process with its 95% "
+            "CI, the hand-removed ceiling's, the skip ratio on the profiled vs the scored "
+            "inputs.",
+        ),
+        (
+            "dense",
+            dense_table(ev, published),
+            f"The dense model ({tag}) per task, with the scores its authors published for it "
+            "(resources/published/; their setting differs from ours where the row says so).",
+        ),
+        ("paper_main", paper_main, "The paper's main table (Llama-3-8B), for reference."),
+        (
+            "recipes",
+            recipes_table(analysis.frontier, ev, tr),
+            f"Every router run at a calibrated ratio ({tag}), whatever its recipe: the "
+            "capacity its training reached, its realised skip ratio at its own threshold "
+            f"(native) and after calibration, {paired}, and KL against the best static "
+            "mixture at its realised ratio (the lowest-KL per-sequence mixture of two static "
+            "drops, or one and dense, by point estimate: it errs against the router).",
+        ),
+    ]
 
 
 def _training_caption(tag: str) -> str:

@@ -17,6 +17,7 @@ def finished(root: Path, suite: str) -> dict[str, list[str]]:
     """The result files under ``root`` that the report reads (atomic writes: a file that
     exists is complete)."""
     return {
+        "roles": sorted(str(p) for p in root.glob("plan/*/roles.json")),
         "evals": sorted(str(p) for p in root.glob(f"eval/*/*/*/{suite}.json")),
         "profiles": sorted(str(p) for p in root.glob("profile/*/*/*/profile.csv")),
         "metrics": sorted(str(p) for p in root.glob("routers/*/*/metrics.json")),
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     files = finished(args.results, args.suite)
     if args.training_only:
+        files.pop("roles")
         if not files["metrics"]:
             ap.error(f"no finished router run under {args.results}/routers")
         written = build_training_report(
@@ -52,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not files["evals"]:
         ap.error(f"no finished evaluation under {args.results}/eval")
+    if len(files["roles"]) != 1:
+        ap.error(
+            f"{args.results}/plan/<model>/roles.json (which runs the claims compare): "
+            f"{len(files['roles'])} found, one needed; write it with `snakemake --configfile "
+            "<the config of this root> roles`"
+        )
+    (roles,) = files.pop("roles")
     written = build_report(
+        roles,
         **files,
         paper_dir=args.paper_dir,
         tables_dir=args.results / "tables",

@@ -13,7 +13,9 @@ from typing import Any
 import pandas as pd
 
 from ..evaluate.items import read_items
-from ..files import ResultFileError, read_json
+from ..files import read_json
+from ..method import Method, stored_method
+from ..roles import Roles
 from ..verdicts import POOLED, Analysis, analyse, dynamic_share, method_info
 from ..verdicts.metrics import N_BOOT
 
@@ -28,10 +30,8 @@ class EvalRun:
     """One evaluation record: a planned method at one ratio (``name`` = method@ratio)."""
 
     name: str
-    method: str
-    kind: str
+    method: Method  # the planned method the record stores (method.spec)
     ratio: str
-    spec: dict[str, Any]
     record: dict[str, Any]
     path: Path
 
@@ -57,23 +57,17 @@ def load_runs(paths: Iterable[str | Path]) -> list[EvalRun]:
     runs = []
     for p in paths:
         rec = read_json(p, "evaluation record")
-        spec = (rec.get("method") or {}).get("spec") or {}
-        if "name" not in spec or "kind" not in spec:
-            raise ResultFileError(
-                f"{p} does not record its planned method (method.spec with name and kind); "
-                "it was not written by the workflow's evaluate step: rerun that step"
-            )
-        ratio = str(spec.get("ratio", "native"))
-        name = f"{spec['name']}@{ratio}"
-        runs.append(EvalRun(name, spec["name"], spec["kind"], ratio, spec, rec, Path(p)))
+        method, ratio = stored_method(rec, p)
+        runs.append(EvalRun(f"{method.name}@{ratio}", method, ratio, rec, Path(p)))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"two records for the same method and ratio: {sorted(names)}")
     return runs
 
 
-def analyse_runs(runs: Sequence[EvalRun], **options: Any) -> Analysis:
-    """Every run paired against dense on the same items, and every claim's comparison."""
+def analyse_runs(runs: Sequence[EvalRun], roles: Roles, **options: Any) -> Analysis:
+    """Every run paired against dense on the same items, and every claim's comparison
+    between the runs the plan gave each role (``roles``)."""
     by_name = {r.name: r for r in runs}
     if DENSE not in by_name:
         raise ValueError(f"no dense record among {sorted(by_name)}: the analysis needs it")
@@ -83,7 +77,7 @@ def analyse_runs(runs: Sequence[EvalRun], **options: Any) -> Analysis:
     info = {r.name: method_info(r.record) for r in runs}
     items = {r.name: r.items() for r in runs}
     options = {"available": available_items(by_name[DENSE].record)} | BOOTSTRAP | options
-    return analyse(items, DENSE, info=info, score=scores, **options)
+    return analyse(items, DENSE, info=info, roles=roles, score=scores, **options)
 
 
 def available_items(record: Mapping[str, Any], task_data: Path = TASK_DATA) -> int | None:
@@ -135,21 +129,21 @@ def eval_frame(runs: Sequence[EvalRun], analysis: Analysis) -> pd.DataFrame:
 
 
 def _identity(r: EvalRun) -> dict[str, Any]:
-    s = r.spec
+    m = r.method
     return {
         "name": r.name,
-        "method": r.method,
-        "kind": r.kind,
+        "method": m.name,
+        "kind": m.kind,
         "ratio": r.ratio,
         "requested_skip_ratio": None if r.ratio == "native" else float(r.ratio),
         "realised_skip_ratio": r.realised,
-        "unit": s.get("unit") if r.kind != "dense" else None,
-        "routing": s.get("routing") if r.kind in ("router",) else None,
-        "run": s.get("run"),
-        "candidates": s.get("candidates"),
-        "seed": s.get("seed"),
-        "train_samples": s.get("train_samples"),
-        "lora": s.get("lora"),
+        "unit": m.unit if m.kind != "dense" else None,
+        "routing": m.routing if m.kind == "router" else None,
+        "run": m.run,
+        "candidates": m.candidates,
+        "seed": m.seed,
+        "train_samples": m.train_samples,
+        "lora": m.lora,
         "route_on": r.route_on,
         "path": str(r.path),
     }
@@ -203,8 +197,8 @@ def layer_frame(runs: Sequence[EvalRun]) -> pd.DataFrame:
                 rows.append(
                     {
                         "name": r.name,
-                        "method": r.method,
-                        "kind": r.kind,
+                        "method": r.method.name,
+                        "kind": r.method.kind,
                         "ratio": r.ratio,
                         "task": task,
                         "label": labels.get(task, task),
@@ -226,12 +220,7 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
     for p in paths:
         p = Path(p)
         doc = read_json(p.with_suffix(".json"), "profile record")
-        spec = (doc.get("method") or {}).get("spec") or {}
-        if "name" not in spec:
-            raise ResultFileError(
-                f"{p.with_suffix('.json')} does not record its planned method; it was not "
-                "written by the workflow's profile step: rerun that step"
-            )
+        method, ratio = stored_method(doc, p.with_suffix(".json"))
         df = pd.read_csv(p)
         df["regime"] = [_regime_label(r) for _, r in df.iterrows()]
         ceilings = df[df["variant"] == "ceiling"].set_index("regime")
@@ -239,9 +228,9 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
             c = ceilings.loc[r["regime"]] if r["regime"] in ceilings.index else None
             rows.append(
                 {
-                    "method": spec["name"],
-                    "kind": spec.get("kind"),
-                    "ratio": str(spec.get("ratio", "native")),
+                    "method": method.name,
+                    "kind": method.kind,
+                    "ratio": ratio,
                     "regime": r["regime"],
                     **{k: r.get(k) for k in _PROFILE_COLUMNS},
                     "ceiling_speedup": None if c is None else c.get("speedup"),

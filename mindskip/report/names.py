@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from ..method import Method
+
 K = TypeVar("K", bound=Hashable)
 
 UNITS = {"attn": "attention", "mlp": "MLP", "block": "block"}
@@ -35,9 +37,13 @@ def _missing(x: Any) -> bool:
 
 
 def spec_of(row_or_spec: Any) -> dict[str, Any]:
-    """A plain dict of the set fields of a spec, or of a row of ``eval_frame`` (a pandas
+    """A plain dict of the set fields of a planned :class:`~mindskip.method.Method`, of a
+    stored spec, or of a row of ``eval_frame`` (a pandas
     Series: its ``method`` is the spec's ``name``; its ``label`` is the task's, not the
     method's, so it is not taken)."""
+    if isinstance(row_or_spec, Method):
+        label = {"label": row_or_spec.label} if row_or_spec.label else {}
+        return row_or_spec.to_dict() | label
     if isinstance(row_or_spec, Mapping):
         return {k: v for k, v in row_or_spec.items() if not _missing(v)}
     row = row_or_spec  # a pandas Series from eval_frame
@@ -91,7 +97,7 @@ def describe(row_or_spec: Any) -> str:
         return f"{unit_name(s.get('unit', 'attn'))} drop ({ranking}, {cand})"
     if kind == "random":
         return "random" if _missing(s.get("seed")) else f"random (seed {int(s['seed'])})"
-    if kind in ("pattern", "router_static"):
+    if kind == "pattern":
         return "router's static pattern"
     return str(kind)
 

@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..method import Method, stored_method
+from ..roles import Roles
 from .compare import Baseline, Mixture
 from .metrics import HIGHER_IS_BETTER
 
@@ -135,58 +137,26 @@ CLAIM_BY_NUMBER = {c.number: c for c in CLAIMS}
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """What a run is, as far as the claims need: ``kind`` is ``dense``, ``router``,
-    ``static``, ``random``, ``router_static`` (the router's own static pattern) or
-    ``lora`` (LoRA alone); ``ratio`` the requested skip ratio (None: native);
-    ``realised`` the realised one on the scored items; ``candidates`` of a static drop:
-    ``routed`` or ``all`` (None counts as all); ``run`` the router run it is or mimics."""
+    """A scored method, as far as the claims need: the planned :class:`~mindskip.method.
+    Method` its record stores (kinds as there: ``dense``, ``lora``, ``router``,
+    ``static``, ``random``, ``pattern``), the requested skip ratio (None: native) and
+    the realised one on the scored items."""
 
-    kind: str
-    unit: str | None = None
-    routing: str | None = None
+    method: Method
     ratio: float | None = None
     realised: float | None = None
-    candidates: str | None = None
-    run: str | None = None
-    train_samples: int | None = None
-    lora: bool = False
-    variant: str | None = None  # mindskip.plan's: recipe changes, other data, request scoring
-    ranking: str | None = None  # static drop: "similarity" (None counts as it) or "last"
-    label: str | None = None  # the config entry's `name:`, if it has one
-
-    def family(self) -> tuple:
-        """What a run is apart from its ratio: rows of one family are points of one
-        method at different skip ratios (a router's sweep, one static drop's ratios)."""
-        ranking = (self.ranking or "similarity") if self.kind == "static" else None
-        cands = (self.candidates or "all") if self.kind == "static" else self.candidates
-        return (self.kind, self.unit, self.routing, cands, self.run, self.train_samples,
-                self.lora, self.variant, ranking)  # fmt: skip
 
 
 def method_info(record: Mapping[str, Any]) -> MethodInfo:
-    """:class:`MethodInfo` from an evaluation record (``<suite>.json``); fields it does
-    not hold (``train_samples``, ``candidates`` on older records) stay None."""
-    method = record.get("method") or {}
-    spec = method.get("spec") or {}
-    mspec = method.get("method_spec") or {}
+    """:class:`MethodInfo` from an evaluation record (``<suite>.json``): its stored
+    method (``method.spec``, read by :meth:`Method.from_dict`) and ratios."""
+    method, _ = stored_method(record, "an evaluation record")
     realised = ((record.get("routing") or {}).get("realised") or {}).get("skip_ratio")
-    ratio = method.get("requested_skip_ratio")
-    kind = str(spec.get("kind") or mspec.get("kind") or method.get("method") or "dense")
-    kind = {"pattern": "router_static"}.get(kind, kind)  # mindskip.plan's name for it
-    lora = bool(spec.get("lora")) or int(spec.get("lora_r") or mspec.get("lora_r") or 0) > 0
+    ratio = (record.get("method") or {}).get("requested_skip_ratio")
     return MethodInfo(
-        kind=kind,
-        unit=spec.get("unit") or mspec.get("unit"),
-        routing=spec.get("routing") or mspec.get("routing"),
+        method,
         ratio=None if ratio is None else float(ratio),
         realised=None if realised is None else float(realised),
-        candidates=spec.get("candidates") if isinstance(spec.get("candidates"), str) else None,
-        run=spec.get("run") or (spec.get("name") if kind == "router" else None),
-        train_samples=spec.get("train_samples"),
-        lora=lora,
-        variant=spec.get("variant"),
-        ranking=spec.get("ranking"),
-        label=spec.get("label"),
     )
 
 
@@ -273,40 +243,23 @@ def _fmt_ratio(r: float | None) -> str:
     return "native" if r is None else f"{r:g}"
 
 
-def _routers(
-    info: Mapping[str, MethodInfo],
-    unit: str,
-    routing: str,
-    lora: bool = False,
-    variant: str | None = None,
-):
-    """{run identity: {ratio: method name}} of the router runs with these settings
-    (standard runs by default: no recipe changes, the standard data, scored as configured)."""
-    out: dict[str, dict[float | None, str]] = {}
+def rows_of(info: Mapping[str, MethodInfo], run: str | None) -> dict[float | None, str]:
+    """``{requested ratio: method name}`` of a router run's rows, scored as configured
+    (not the ``request-`` rescoring); empty when the run has none or is None."""
+    out: dict[float | None, str] = {}
     for name in sorted(info):
-        i = info[name]
-        if (i.kind, i.unit, i.routing, i.lora, i.variant) == (
-            "router",
-            unit,
-            routing,
-            lora,
-            variant,
-        ):
-            out.setdefault(i.run or name, {}).setdefault(i.ratio, name)
+        i, m = info[name], info[name].method
+        if run is not None and m.kind == "router" and m.run == run and m.route_on is None:
+            out.setdefault(i.ratio, name)
     return out
 
 
-def _primary(info: Mapping[str, MethodInfo]) -> tuple[str, dict[float | None, str]] | None:
-    """The attention/sequence router run (most training samples, then first by name)."""
-    runs = _routers(info, "attn", "sequence")
-    if not runs:
-        return None
-
-    def samples(run: str) -> int:
-        return max(info[n].train_samples or 0 for n in runs[run].values())
-
-    best = sorted(runs, key=lambda r: (-len(runs[r]), -samples(r), r))[0]  # the swept one
-    return best, runs[best]
+def _primary(
+    info: Mapping[str, MethodInfo], roles: Roles
+) -> tuple[str, dict[float | None, str]] | None:
+    """The MindSkip run (``roles.mindskip``, chosen by the plan) and its rows."""
+    rows = rows_of(info, roles.mindskip)
+    return (roles.mindskip, rows) if rows and roles.mindskip else None
 
 
 def _near(ratios: Any, target: float = 0.25) -> float | None:
@@ -316,11 +269,11 @@ def _near(ratios: Any, target: float = 0.25) -> float | None:
 
 def _family_points(info: Mapping[str, MethodInfo], b: str, dense: str) -> list[tuple[float, str]]:
     """(realised ratio, run) of every row in B's family, and dense at 0, by ratio."""
-    fam = info[b].family()
+    fam = info[b].method.family()
     pts = {0.0: dense}
     for name in sorted(info):
         i = info[name]
-        if i.family() == fam and i.realised is not None:
+        if i.method.family() == fam and i.realised is not None:
             pts.setdefault(float(i.realised), name)
     return sorted(pts.items())
 
@@ -345,13 +298,13 @@ def _cmp(
     :data:`RATIO_MATCH` (or B is the reference or native), else B's family mixed to A's
     ratio, else an unmatched row that decides nothing."""
     ra, rb = info[a].realised, info[b].realised
-    if info[b].kind == "dense" or b == ref or ra is None or rb is None:
+    if info[b].method.kind == "dense" or b == ref or ra is None or rb is None:
         note = "" if ra is None else f"realised skip ratio {ra:.3f}"
         return Comparison(claim, label, a, b, ref, note=note, ratio_a=ra, ratio_b=rb, **kw)
     if abs(ra - rb) <= RATIO_MATCH:
         note = f"realised skip ratios {ra:.3f} vs {rb:.3f} (within {RATIO_MATCH})"
         return Comparison(claim, label, a, b, ref, note=note, ratio_a=ra, ratio_b=rb, **kw)
-    dense = next((n for n, i in info.items() if i.kind == "dense"), ref)
+    dense = next((n for n, i in info.items() if i.method.kind == "dense"), ref)
     mix = bracket(ra, _family_points(info, b, dense))
     if mix is None:
         side = "above" if ra > rb else "below"

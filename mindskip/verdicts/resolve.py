@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..method import Method
+from ..roles import Roles
 from .claims import (
     CLAIM_BY_NUMBER,
     TOLERANCE_ACC,
@@ -23,22 +25,22 @@ from .claims import (
     _fmt_ratio,
     _near,
     _primary,
-    _routers,
     not_run,
+    rows_of,
 )
 from .compare import Mixture
 
 Info = Mapping[str, MethodInfo]
 Points = Mapping[str, float]  # pooled KL(dense || run) per run, for the best static mixture
-STATIC_KINDS = ("static", "router_static")
+STATIC_KINDS = ("static", "pattern")
 MINDSKIP = "MindSkip (attn, sequence)"
 ROUTED_EDIT = "`baselines.static_units: [attn]` with `routed` in `baselines.static_candidates`"
 ALL_EDIT = "`baselines.static_units: [attn]` with `all` in `baselines.static_candidates`"
 PATTERN_EDIT = "`baselines.router_pattern: true` (the router's own static pattern)"
 
 
-def _claim1(info: Info, dense: str) -> list[Comparison]:
-    primary = _primary(info)
+def _claim1(info: Info, dense: str, roles: Roles) -> list[Comparison]:
+    primary = _primary(info, roles)
     if primary is None:
         why = "no attention/sequence router run"
         return [not_run(1, f"{MINDSKIP} vs dense", why, **CLAIM_BY_NUMBER[1].rule())]
@@ -52,17 +54,16 @@ def _matched(
     info: Info,
     claim: int,
     a: dict[float | None, str] | None,
-    b_runs: dict[str, dict[float | None, str]],
+    b: dict[float | None, str],
     what: str,
     dense: str,
     **kw: object,
 ) -> list[Comparison]:
-    """A (MindSkip's rows) vs B (the first matching run) at every swept ratio both have."""
+    """A (MindSkip's rows) vs B (the run the plan chose) at every swept ratio both have."""
     if not a:
         return [not_run(claim, what, "no attention/sequence router run", **kw)]
-    if not b_runs:
+    if not b:
         return [not_run(claim, what, "no such router run", **kw)]
-    b = b_runs[sorted(b_runs)[0]]
     common = sorted(r for r in set(a) & set(b) if r is not None)
     if not common:
         why = "no swept ratio in common (set `sweep: true` on both entries)"
@@ -70,21 +71,21 @@ def _matched(
     return [_cmp(info, claim, f"{what} at {r:g}", a[r], b[r], dense, **kw) for r in common]
 
 
-def _claim2(info: Info, dense: str) -> list[Comparison]:
-    primary = _primary(info)
+def _claim2(info: Info, dense: str, roles: Roles) -> list[Comparison]:
+    primary = _primary(info, roles)
     rule = CLAIM_BY_NUMBER[2].rule()
     out: list[Comparison] = []
     for unit in ("mlp", "block"):
-        others = _routers(info, unit, "sequence")
+        others = rows_of(info, roles.units.get(unit))
         what = f"attention vs {unit} (sequence routing)"
         out += _matched(info, 2, primary and primary[1], others, what, dense, **rule)
     return out
 
 
-def _claim3(info: Info, dense: str) -> list[Comparison]:
+def _claim3(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     kw = CLAIM_BY_NUMBER[3].rule()
-    token = _routers(info, "attn", "token")
-    primary = _primary(info)
+    token = rows_of(info, roles.token)
+    primary = _primary(info, roles)
     what = "attention: sequence vs token routing"
     return _matched(info, 3, primary and primary[1], token, what, dense, **kw)
 
@@ -92,12 +93,12 @@ def _claim3(info: Info, dense: str) -> list[Comparison]:
 def _static(info: Info, kind: str, ratio: float, family: tuple | None, run: str | None):
     """The row of ``kind`` at the requested ``ratio`` (static: of that family)."""
     for name in sorted(info):
-        i = info[name]
-        if i.kind != kind or i.ratio is None or abs(i.ratio - ratio) > 1e-9:
+        i, m = info[name], info[name].method
+        if m.kind != kind or i.ratio is None or abs(i.ratio - ratio) > 1e-9:
             continue
-        if kind == "static" and (i.unit, i.family()[3], i.family()[8]) != family:
+        if kind == "static" and (m.unit, m.family()[3], m.how) != family:
             continue
-        if kind == "router_static" and run is not None and i.run not in (None, run):
+        if kind == "pattern" and run is not None and m.run not in (None, run):
             continue
         return name
     return None
@@ -117,8 +118,8 @@ def best_static_mixture(
     a description of the two points. None: no static point at or above ``ratio``."""
     pts = [(0.0, dense, 0.0)]
     for name in sorted(info):
-        i = info[name]
-        if i.kind in STATIC_KINDS and i.unit == unit and i.realised is not None and name in kl:
+        i, m = info[name], info[name].method
+        if m.kind in STATIC_KINDS and m.unit == unit and i.realised is not None and name in kl:
             pts.append((float(i.realised), name, float(kl[name])))
     best: tuple[float, Mixture] | None = None
     for rl, lo, kl_lo in pts:
@@ -137,24 +138,24 @@ def best_static_mixture(
     return mix, desc
 
 
-def _claim4(info: Info, dense: str, kl: Points | None = None) -> list[Comparison]:
-    primary = _primary(info)
+def _claim4(info: Info, dense: str, roles: Roles, kl: Points | None) -> list[Comparison]:
+    primary = _primary(info, roles)
     if primary is None:
         return [not_run(4, f"{MINDSKIP} vs Attention Drop", "no attention/sequence router run")]
     run, variants = primary
     rule = CLAIM_BY_NUMBER[4].rule()
     families = {("attn", "routed", "similarity"), ("attn", "all", "similarity")}
     families |= {
-        (i.unit, i.family()[3], i.family()[8])
+        (i.method.unit, i.method.family()[3], i.method.how)
         for i in info.values()
-        if i.kind == "static" and i.unit == "attn"
+        if i.method.kind == "static" and i.method.unit == "attn"
     }
     rows = [
         ("static", fam, _static_label(fam[1], fam[2]), True,
          ROUTED_EDIT if fam[1] == "routed" else ALL_EDIT)
         for fam in sorted(families, key=lambda f: (f[2] != "similarity", f[2], f[1] != "routed"))
     ]  # fmt: skip
-    rows.append(("router_static", None, "the router's own static pattern", False, PATTERN_EDIT))
+    rows.append(("pattern", None, "the router's own static pattern", False, PATTERN_EDIT))
     out: list[Comparison] = []
     for r in (0.125, 0.25):
         a = variants.get(r)
@@ -188,16 +189,13 @@ def _claim4(info: Info, dense: str, kl: Points | None = None) -> list[Comparison
     return out
 
 
-def _claim5(info: Info, dense: str) -> list[Comparison]:
-    runs = _routers(info, "attn", "sequence")
-    by_count: dict[int, dict] = {}
-    for run in sorted(runs):
-        counts = {info[n].train_samples for n in runs[run].values()} - {None}
-        if len(counts) == 1:
-            by_count.setdefault(counts.pop(), runs[run])
+def _claim5(info: Info, dense: str, roles: Roles) -> list[Comparison]:
+    runs = {count: rows_of(info, run) for count, run in roles.samples.items()}
+    by_count = {count: rows for count, rows in runs.items() if rows}
     counts = sorted(by_count)
     if len(counts) < 2:
-        unknown = sum(info[n].train_samples is None for v in runs.values() for n in v.values())
+        names = [n for v in by_count.values() for n in v.values()]
+        unknown = sum(info[n].method.train_samples is None for n in names)
         why = f"fewer than two train_samples counts ({unknown} router rows with none given)"
         return [not_run(5, "quality vs train_samples", why)]
     common = set.intersection(*(set(by_count[c]) for c in counts))
@@ -218,18 +216,17 @@ def _claim5(info: Info, dense: str) -> list[Comparison]:
     return out
 
 
-def _claim6(info: Info, dense: str) -> list[Comparison]:
-    lora_routers = _routers(info, "attn", "sequence", lora=True)
-    lora_only = sorted(n for n, i in info.items() if i.kind == "lora")
-    primary = _primary(info)
+def _claim6(info: Info, dense: str, roles: Roles) -> list[Comparison]:
+    variants = rows_of(info, roles.lora_routers)
+    lora_only = sorted(n for n, i in info.items() if i.method.name == roles.lora)
+    primary = _primary(info, roles)
     kept = CLAIM_BY_NUMBER[6].rule()
-    if not lora_routers:
+    if not variants:
         why = "no LoRA + routers rows"
         return [
             not_run(6, "LoRA + routers vs LoRA", why, **kept),
             not_run(6, "LoRA + routers vs routers", why, metric="gold_logprob"),
         ]
-    variants = lora_routers[sorted(lora_routers)[0]]
     r = _near(variants)
     a = variants[r]
     out = []
@@ -250,24 +247,29 @@ def _claim6(info: Info, dense: str) -> list[Comparison]:
     return out
 
 
-def resolve_comparisons(info: Info, dense: str, kl: Points | None = None) -> list[Comparison]:
+def resolve_comparisons(
+    info: Info, dense: str, kl: Points | None = None, roles: Roles | None = None
+) -> list[Comparison]:
     """Every claim's comparisons among the described runs, "not run" rows included.
 
     ``info`` maps each method name to its :class:`MethodInfo`; ``dense`` names the
-    dense run. The attention/sequence router run with the most training samples is
-    "MindSkip"; claim 1 uses its swept ratio nearest 0.25, claim 4 its rows at 0.125
-    and 0.25 against static attention drop (routed layers, all layers) and against the
-    router's own static pattern (shown, ``decides=False``), and against the best static
-    mixture at its realised ratio when ``kl`` (pooled KL to dense per run) is given.
+    dense run; ``roles`` the runs each claim compares, as the plan chose them
+    (:mod:`mindskip.roles`; None: no run has a role, every claim is "not run").
+    ``roles.mindskip`` is "MindSkip"; claim 1 uses its swept ratio nearest 0.25, claim 4
+    its rows at 0.125 and 0.25 against static attention drop (routed layers, all layers)
+    and against the router's own static pattern (shown, ``decides=False``), and against
+    the best static mixture at its realised ratio when ``kl`` (pooled KL to dense per
+    run) is given.
     Every comparison between two methods is made at A's realised ratio (see
     :func:`~mindskip.verdicts.claims._cmp`, tolerance 0.02).
     """
     if dense not in info:
-        info = {**info, dense: MethodInfo(kind="dense", realised=0.0)}
+        info = {**info, dense: MethodInfo(Method(dense, "dense"), realised=0.0)}
+    roles = roles or Roles()
     out: list[Comparison] = []
     for build in (_claim1, _claim2, _claim3, _claim5, _claim6):
-        out += build(info, dense)
-    out += _claim4(info, dense, kl)
+        out += build(info, dense, roles)
+    out += _claim4(info, dense, roles, kl)
     return sorted(out, key=lambda c: c.claim)
 
 
@@ -280,16 +282,16 @@ def frontier_comparisons(info: Info, dense: str, kl: Points) -> list[Comparison]
     out = []
     rule = CLAIM_BY_NUMBER[4].rule()
     for name in sorted(info):
-        i = info[name]
-        if i.kind != "router" or i.ratio is None or i.realised is None or name not in kl:
+        i, m = info[name], info[name].method
+        if m.kind != "router" or i.ratio is None or i.realised is None or name not in kl:
             continue
-        label = f"{i.label or name} vs the best static mixture at its ratio"
+        label = f"{m.label or name} vs the best static mixture at its ratio"
         if i.realised <= 0.0:  # nothing skipped: there is nothing to match it with
             why = "skips nothing at its calibrated threshold (realised ratio 0)"
             out.append(Comparison(4, label, name, dense, dense, note=why, ratio_a=0.0,
                                   decides=False, matched=False, **rule))  # fmt: skip
             continue
-        found = best_static_mixture(info, i.realised, i.unit or "attn", dense, kl)
+        found = best_static_mixture(info, i.realised, m.unit or "attn", dense, kl)
         if found is None:
             why = (
                 f"no static drop at or above its realised ratio {i.realised:.3f} (add a ratio "

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..roles import Roles
 from .claims import CLAIM_BY_NUMBER, CLAIMS, Comparison, MethodInfo, not_run
 from .compare import compute_pairs, pair_names
 from .metrics import CI_METHOD, N_BOOT, POOLED, Estimate, PairedMetrics, Rows
@@ -237,6 +238,7 @@ def analyse(
     dense: str,
     *,
     info: Mapping[str, MethodInfo] | None = None,
+    roles: Roles | None = None,
     comparisons: Sequence[Comparison] | None = None,
     available: int | None = None,
     **options: Any,
@@ -244,9 +246,9 @@ def analyse(
     """Everything the report needs from ``{method name: item rows}`` and the dense name.
 
     Every method is paired against dense; the claim comparisons are ``comparisons`` if
-    given, else resolved from ``info`` (:func:`~mindskip.verdicts.resolve.
-    resolve_comparisons`, with every method's pooled KL to dense for the best static
-    mixture); with neither, every claim is "not run". A comparison naming a run without
+    given, else resolved from ``info`` and the plan's ``roles`` (:func:`~mindskip.
+    verdicts.resolve.resolve_comparisons`, with every method's pooled KL to dense for the
+    best static mixture); with neither, every claim is "not run". A comparison naming a run without
     rows becomes "not run". ``available``: the items the scored tasks hold, for "not
     decidable at this n". Every :func:`~mindskip.verdicts.compare.compute_pairs` call
     uses the same items and seed, so every row shares one bootstrap resample.
@@ -260,7 +262,7 @@ def analyse(
     kl = {m: computed[m, dense, dense].get("kl").value for m in runs if m != dense}
     if comparisons is None:
         comparisons = (
-            resolve_comparisons(info, dense, kl)
+            resolve_comparisons(info, dense, kl, roles)
             if info is not None
             else [not_run(c.number, c.test, "no method descriptions given") for c in CLAIMS]
         )

@@ -1,7 +1,27 @@
+rule roles:
+    """Which runs the claims compare (mindskip.roles): the standard MindSkip run, the MLP,
+    block and token runs, the sample-size series, the LoRA pair, as the plan chose them
+    from the config. The verdicts read this file; they never guess a run's role."""
+    output:
+        PATHS.roles,
+    params:
+        roles=PLAN.roles.to_dict(),
+    localrule: True
+    log:
+        f"{R}/logs/roles.log",
+    benchmark:
+        f"{R}/logs/benchmarks/roles.tsv"
+    conda:
+        "../envs/mindskip.yaml"
+    script:
+        "../scripts/write_roles.py"
+
+
 rule report:
     """Tables (CSV, Markdown, LaTeX) and figures (PNG, PDF), the paper's numbers beside
     ours. Reads only the JSON/CSV of the other stages: no torch, rebuilds in seconds."""
     input:
+        roles=PATHS.roles,
         evals=eval_outputs(),
         item_logs=[PATHS.items(m, r) for m, r in PLAN.eval_jobs],
         profiles=profile_outputs(),

@@ -8,7 +8,7 @@ from mindskip.evaluate.cli import build_suite
 from mindskip.evaluate.suites import check_suite_available
 from mindskip.methods import prepare_method, set_task_rates
 from mindskip.modeling import load_model, model_num_layers
-from mindskip.plan import resolve
+from mindskip.method import resolve
 from mindskip.provenance import log_to_file, set_threads
 
 sm = snakemake  # noqa: F821

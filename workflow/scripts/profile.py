@@ -6,7 +6,7 @@ evaluation prompts; an input named ``prompts`` takes precedence)."""
 from pathlib import Path
 
 from mindskip.modeling import load_model, model_num_layers, pick_device
-from mindskip.plan import resolve
+from mindskip.method import resolve
 from mindskip.profile import ProfileConfig, profile
 from mindskip.provenance import log_to_file
 

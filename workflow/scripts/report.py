@@ -8,6 +8,7 @@ from mindskip.report import build_report
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 build_report(
+    roles=sm.input.roles,
     evals=list(sm.input.evals),
     profiles=list(sm.input.profiles),
     metrics=list(sm.input.metrics),

@@ -6,9 +6,9 @@ from pathlib import Path
 from mindskip.evaluate import evaluate_model
 from mindskip.evaluate.cli import build_suite
 from mindskip.evaluate.suites import check_suite_available
+from mindskip.method import resolve
 from mindskip.methods import prepare_method, set_task_rates
 from mindskip.modeling import load_model, model_num_layers
-from mindskip.method import resolve
 from mindskip.provenance import log_to_file, set_threads
 
 sm = snakemake  # noqa: F821

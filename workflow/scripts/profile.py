@@ -5,8 +5,8 @@ evaluation prompts; an input named ``prompts`` takes precedence)."""
 
 from pathlib import Path
 
-from mindskip.modeling import load_model, model_num_layers, pick_device
 from mindskip.method import resolve
+from mindskip.modeling import load_model, model_num_layers, pick_device
 from mindskip.profile import ProfileConfig, profile
 from mindskip.provenance import log_to_file
 

@@ -6,7 +6,6 @@ rule roles:
         PATHS.roles,
     params:
         roles=PLAN.roles.to_dict(),
-    localrule: True
     log:
         f"{R}/logs/roles.log",
     benchmark:

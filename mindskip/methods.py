@@ -12,8 +12,8 @@ measure exactly the same method:
   (seed, layer, the sequence's real tokens) (:class:`mindskip.baselines.HashedSkip`).
 
 A spec is a frozen dataclass with ``kind``, ``unit``, ``slug`` and ``to_dict``;
-:func:`method_from_dict` reads one back. :func:`resolve` turns a planned method of the
-workflow (:mod:`mindskip.plan`) and its input files into a spec.
+:func:`method_from_dict` reads one back. :func:`mindskip.method.resolve` turns a planned
+method (:class:`mindskip.method.Method`) and its input files into a spec.
 """
 
 from __future__ import annotations

@@ -92,6 +92,11 @@ class Method:
         return (self.ranking or "similarity") if self.kind == "static" else None
 
     @property
+    def pool(self) -> str | None:
+        """A static drop's candidate layers, ``all`` when unset; as set for other kinds."""
+        return (self.candidates or "all") if self.kind == "static" else self.candidates
+
+    @property
     def on_lora(self) -> bool:
         """Scored on a LoRA-tuned model (LoRA alone, or routers tuned on it)."""
         return self.lora is not None
@@ -99,10 +104,13 @@ class Method:
     def family(self) -> tuple:
         """What a method is apart from its ratio: the points of one family are one method
         at different skip ratios (a router's sweep, one static drop's ratios)."""
-        cands = (self.candidates or "all") if self.kind == "static" else self.candidates
-        run = self.run if self.kind != "lora" else None
-        return (self.kind, self.unit, self.routing, cands, run, self.train_samples,
+        return (self.kind, self.unit, self.routing, self.pool, self.run, self.train_samples,
                 self.on_lora, self.variant, self.how)  # fmt: skip
+
+
+def lora_method(lora: str) -> str:
+    """The name of the method that scores LoRA run ``lora`` alone."""
+    return f"lora-{lora}"
 
 
 def stored_method(record: Mapping[str, Any], where: str | Path) -> tuple[Method, str]:

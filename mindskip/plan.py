@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capacity import check_control
-from .method import NATIVE, RANKINGS, Method
+from .method import NATIVE, RANKINGS, Method, lora_method
 from .paths import Paths
 from .presets import expand_preset, own_changes, routing_changes
 from .roles import Roles, choose_roles
@@ -183,7 +183,7 @@ def _methods(config: Mapping[str, Any], runs: dict[str, Run], loras: dict[str, L
     b = config["baselines"]
     out = {"dense": Method("dense", "dense")}
     out |= {
-        f"lora-{s}": Method(f"lora-{s}", "lora", run=s, lora=s, label=lr.label)
+        lora_method(s): Method(lora_method(s), "lora", run=s, lora=s, label=lr.label)
         for s, lr in loras.items()
     }
     variants = {r.slug: _variant(r.entry, b["calibration_data"]) for r in runs.values()}

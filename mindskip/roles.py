@@ -18,12 +18,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .files import ResultFileError, read_json, write_json
+from .method import lora_method
 
-if TYPE_CHECKING:
-    from .plan import Run
+
+class Run(Protocol):
+    """What the roles read of a run (:class:`mindskip.plan.Run`)."""
+
+    slug: str
+    unit: str
+    routing: str
+    ratios: tuple[str, ...]
+    lora: str | None
+    entry: dict[str, Any]
+
 
 FORMAT = 1
 
@@ -85,7 +95,7 @@ def choose_roles(runs: Iterable[Run], variants: Mapping[str, str | None]) -> Rol
     for r in attn:
         by_count.setdefault(samples(r), r.slug)
     other = {u: standard_of(u, "sequence") for u in ("mlp", "block")}
-    units = {u: runs[0].slug for u, runs in other.items() if runs}
+    units = {u: found[0].slug for u, found in other.items() if found}
     token = standard_of("attn", "token")
     on_lora = standard_of("attn", "sequence", lora=True)
     return Roles(
@@ -94,7 +104,7 @@ def choose_roles(runs: Iterable[Run], variants: Mapping[str, str | None]) -> Rol
         token=token[0].slug if token else None,
         samples=by_count,
         lora_routers=on_lora[0].slug if on_lora else None,
-        lora=f"lora-{on_lora[0].lora}" if on_lora else None,
+        lora=lora_method(on_lora[0].lora) if on_lora else None,
     )
 
 

@@ -138,7 +138,7 @@ def method_variant(
     if isinstance(method, Routed) and not method.thresholds and method.lora is None:
         m = prepare_method(m, method) or m
         label, unit = f"trained routers {method.routers} ({weights})", method.unit
-    elif callable(method) and not hasattr(method, "kind"):
+    elif callable(method):
         m = method(m)
         what = getattr(method, "__name__", type(method).__name__)
         unit = get_config(m).unit if is_mindskip(m) else ""

@@ -247,9 +247,11 @@ def rows_of(info: Mapping[str, MethodInfo], run: str | None) -> dict[float | Non
     """``{requested ratio: method name}`` of a router run's rows, scored as configured
     (not the ``request-`` rescoring); empty when the run has none or is None."""
     out: dict[float | None, str] = {}
+    if run is None:
+        return out
     for name in sorted(info):
         i, m = info[name], info[name].method
-        if run is not None and m.kind == "router" and m.run == run and m.route_on is None:
+        if m.kind == "router" and m.run == run and m.route_on is None:
             out.setdefault(i.ratio, name)
     return out
 
@@ -259,7 +261,7 @@ def _primary(
 ) -> tuple[str, dict[float | None, str]] | None:
     """The MindSkip run (``roles.mindskip``, chosen by the plan) and its rows."""
     rows = rows_of(info, roles.mindskip)
-    return (roles.mindskip, rows) if rows and roles.mindskip else None
+    return (roles.mindskip, rows) if rows else None
 
 
 def _near(ratios: Any, target: float = 0.25) -> float | None:

@@ -96,7 +96,7 @@ def _static(info: Info, kind: str, ratio: float, family: tuple | None, run: str 
         i, m = info[name], info[name].method
         if m.kind != kind or i.ratio is None or abs(i.ratio - ratio) > 1e-9:
             continue
-        if kind == "static" and (m.unit, m.family()[3], m.how) != family:
+        if kind == "static" and (m.unit, m.pool, m.how) != family:
             continue
         if kind == "pattern" and run is not None and m.run not in (None, run):
             continue
@@ -146,7 +146,7 @@ def _claim4(info: Info, dense: str, roles: Roles, kl: Points | None) -> list[Com
     rule = CLAIM_BY_NUMBER[4].rule()
     families = {("attn", "routed", "similarity"), ("attn", "all", "similarity")}
     families |= {
-        (i.method.unit, i.method.family()[3], i.method.how)
+        (i.method.unit, i.method.pool, i.method.how)
         for i in info.values()
         if i.method.kind == "static" and i.method.unit == "attn"
     }

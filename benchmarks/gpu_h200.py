@@ -159,7 +159,7 @@ def _cached_case(m, mixed, x, tol, case, unit) -> None:
     from transformers import DynamicCache
 
     from mindskip import forced_decisions
-    from mindskip.decode import cache_kwarg
+    from mindskip.capture import cache_kwarg
 
     kw, cache = cache_kwarg(m), DynamicCache(config=m.config)
     worst, seq = 0.0, x

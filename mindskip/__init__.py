@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 register_lazily()
 
 _EXPORTS = {
+    "artefacts": ["AdapterFolder", "Calibration", "RouterFolder"],
     "config": ["ConfigError", "MindSkipConfig"],
     "families": ["UnsupportedFamilyError"],
     "layers": ["MindSkipLayer", "PrunedLayer"],

@@ -1,9 +1,9 @@
-"""Router files: ``routers.safetensors`` (router weights only, with the model's fingerprint
-and the routing config as metadata) and ``mindskip_config.json`` beside it."""
+"""Router files: a :class:`~mindskip.artefacts.RouterFolder` holds ``routers.safetensors``
+(router weights only, with the model's fingerprint and the routing config as metadata) and
+``mindskip_config.json`` beside it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +11,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .artefacts import RouterFolder
 from .config import ConfigError, MindSkipConfig
+from .files import atomic_path, write_json
 from .surgery import (
     _hidden_size,
     _num_layers,
@@ -22,8 +24,8 @@ from .surgery import (
     set_thresholds,
 )
 
-ROUTERS_FILE = "routers.safetensors"
-CONFIG_FILE = "mindskip_config.json"
+ROUTERS_FILE = RouterFolder.weights_file
+CONFIG_FILE = RouterFolder.config_file
 
 
 class RouterFileError(ValueError):
@@ -40,22 +42,26 @@ def _fingerprint(model: nn.Module) -> dict[str, str]:
 
 def save_routers(model: nn.Module, path: str | Path) -> Path:
     """Write ``routers.safetensors`` (router weights only) and the config as JSON."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    folder = RouterFolder(path)
     cfg = get_config(model)
     tensors = {
         f"layers.{i}.router.weight": layer.router.proj.weight.detach().cpu().contiguous()
         for i, layer in mindskip_layers(model).items()
     }
     meta = {**_fingerprint(model), "mindskip_config": cfg.to_json()}
-    save_file(tensors, str(path / ROUTERS_FILE), metadata=meta)
-    (path / CONFIG_FILE).write_text(json.dumps({**meta, "config": cfg.to_dict()}, indent=2) + "\n")
-    return path
+    with atomic_path(folder.weights) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    write_json(folder.config, {**meta, "config": cfg.to_dict()})
+    return folder.path
 
 
 def read_router_config(path: str | Path) -> MindSkipConfig:
-    data = json.loads((Path(path) / CONFIG_FILE).read_text())
-    return MindSkipConfig.from_dict(data["config"])
+    """The routing config saved in a router folder."""
+    folder = RouterFolder(path)
+    try:
+        return MindSkipConfig.from_dict(folder.read_config()["config"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise RouterFileError(f"{folder.config} holds no valid routing config: {e}") from e
 
 
 def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
@@ -64,10 +70,10 @@ def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
     A file made for another model (layer count, hidden size, family) or another routing
     config is a :class:`RouterFileError`, never a silent partial load.
     """
-    path = Path(path)
-    file = path / ROUTERS_FILE
+    folder = RouterFolder(path)
+    file = folder.weights
     if not file.exists():
-        raise RouterFileError(f"no {ROUTERS_FILE} in {path}")
+        raise RouterFileError(f"no {ROUTERS_FILE} in {folder.path}")
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -116,4 +122,4 @@ def load_routers(model: nn.Module, path: str | Path) -> nn.Module:
 
 def routers_hash(path: str | Path) -> str:
     """sha256 of a saved router file, for provenance records."""
-    return hashlib.sha256((Path(path) / ROUTERS_FILE).read_bytes()).hexdigest()
+    return RouterFolder(path).sha256()

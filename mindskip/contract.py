@@ -33,6 +33,7 @@ from torch import nn
 
 from .config import MindSkipConfig
 from .families import ROUTINGS, UNITS, UnsupportedFamilyError, family
+from .files import write_text
 
 ATOL = 1e-5
 NUM_LAYERS = 4
@@ -335,7 +336,7 @@ def _decode_diff(
     ``decisions`` forced, or (None) of the model as it is (the unrouted reference)."""
     from transformers import DynamicCache
 
-    from .decode import cache_kwarg
+    from .capture import cache_kwarg
     from .surgery import forced_decisions
 
     cache, kw = DynamicCache(config=model.config), cache_kwarg(model)
@@ -448,8 +449,7 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)  # tiny models: one thread is fastest
     path = Path(argv[0] if argv else "docs/families.md")
     outcomes = run_all()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(table(outcomes, transformers.__version__))
+    write_text(path, table(outcomes, transformers.__version__))
     bad = [o for o in outcomes if o.status == "failed"]
     print(f"wrote {path}: {len(outcomes)} outcomes, {len(bad)} failed", file=sys.stderr)
     for o in bad:

@@ -31,13 +31,12 @@ Routing statistics (``mindskip.routing_stats``) count the prefill and eager step
 a captured step do not update them (token routing records one decision per step).
 
 The profiler's ``captured`` cache kind (:mod:`mindskip.profile.captured`) captures its
-decode steps the same way, with the helpers here (:func:`persist_decisions`); this module
-never imports the profiler.
+decode steps the same way, with the helpers both share (:mod:`mindskip.capture`); this
+module never imports the profiler.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -47,13 +46,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from .decisions import DECISIONS_ATTR, Decision, store
+from .capture import (
+    brief_error,
+    cache_kwarg,
+    load_static,
+    persist_decisions,
+    restore_stats,
+    snapshot_stats,
+)
+from .decisions import DECISIONS_ATTR, Decision
 from .layers import MindSkipLayer
 from .surgery import decoder_layers
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "graph", "compile", "eager")
-_STATS = ("last_exec", "last_weight", "last_scores", "last_gate", "_sums")
 
 
 @dataclass
@@ -138,7 +144,7 @@ class CapturedDecoder:
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = self._new_slot(batch, prompt + max_new_tokens)
-        _load_static(slot.cache, dyn, prompt)
+        load_static(slot.cache, dyn, prompt)
         self._adopt_decisions(slot, dyn)
         del dyn
         slot.token.copy_(first)
@@ -257,12 +263,12 @@ class CapturedDecoder:
             kwargs["mode"] = self.compile_mode
         compiled = torch.compile(eager, **kwargs)
         before = _graphs_compiled()
-        snapshot = _stats_snapshot(self.model)
+        snapshot = snapshot_stats(self.model)
         try:
             compiled()
         except Exception as e:  # a model that does not trace: eager, and say why
-            _stats_restore(self.model, snapshot)
-            self._settle(slot, "eager", eager, f"torch.compile failed: {_brief(e)}")
+            restore_stats(self.model, snapshot)
+            self._settle(slot, "eager", eager, f"torch.compile failed: {brief_error(e)}")
             eager()
             return
         counts["compiled"] += _graphs_compiled() - before
@@ -271,81 +277,22 @@ class CapturedDecoder:
     def _capture(self, slot: _Slot, eager: Callable[[], None], counts: dict[str, int]) -> None:
         """Capture one eager step (it does not run while captured) into a CUDA graph."""
         graph = torch.cuda.CUDAGraph()
-        snapshot = _stats_snapshot(self.model)
+        snapshot = snapshot_stats(self.model)
         try:
             torch.cuda.synchronize(self.device)
             with torch.cuda.graph(graph):
                 eager()
         except Exception as e:  # a host sync or an allocation the graph cannot hold
             torch.cuda.synchronize(self.device)
-            self._settle(slot, "eager", eager, f"CUDA graph capture failed: {_brief(e)}")
+            self._settle(slot, "eager", eager, f"CUDA graph capture failed: {brief_error(e)}")
             return
         finally:
-            _stats_restore(self.model, snapshot)
+            restore_stats(self.model, snapshot)
         counts["captured"] += 1
         self._settle(slot, "graph", graph.replay)
 
 
 # ---------------------------------------------------------------------- helpers
-def persist_decisions(
-    new: dict[int, Decision], held: dict[int, Decision], cache: Any
-) -> tuple[tuple[int, int], ...]:
-    """Copy a prefill's sequence decisions (``new``) into the persistent ones (``held``,
-    filled on first use) and store those on ``cache``: the same objects and tensors at every
-    call, so a captured step (which reads their rows by address) and a compiled one (whose
-    guards see them) stay valid. Returns the pattern: ((layer, executing rows), ...)."""
-    for i, d in new.items():
-        mine = held.get(i)
-        if mine is None or mine.rows.numel() != d.rows.numel():
-            mine = held[i] = Decision(d.mask.clone(), d.rows.clone(), d.all, d.none)
-        elif mine is not d:
-            mine.mask.copy_(d.mask)
-            mine.rows.copy_(d.rows)
-        stored = getattr(cache, DECISIONS_ATTR, None)
-        if stored is None or stored.get(i) is not mine:  # first use, or a prefill's own
-            store(cache, i, mine)
-    return tuple(sorted((i, int(d.rows.numel())) for i, d in new.items()))
-
-
-def cache_kwarg(model: nn.Module) -> str:
-    """transformers >= 5.2x calls the cache argument ``cache``; 5.17 ``past_key_values``."""
-    params = inspect.signature(type(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _load_static(static: Any, dyn: Any, length: int) -> None:
-    """The prompt's keys and values (``dyn``, a DynamicCache) into ``static`` at 0..length.
-
-    A layer that every sequence skipped holds nothing in either. A layer that some skipped
-    holds its executing rows only, in both (the static layer is sized from the first copy).
-    """
-    for s, d in zip(static.layers, dyn.layers, strict=False):
-        keys = getattr(d, "keys", None)
-        if not getattr(d, "is_initialized", False) or keys is None or keys.numel() == 0:
-            continue
-        if not s.is_initialized:
-            s.lazy_initialization(keys, d.values)
-        if s.keys.shape[0] != keys.shape[0]:
-            raise RuntimeError(
-                f"static cache layer has {s.keys.shape[0]} rows, the prefill {keys.shape[0]}"
-            )
-        s.keys[:, :, :length].copy_(keys)
-        s.values[:, :, :length].copy_(d.values)
-        s.cumulative_length.fill_(length)
-
-
-def _stats_snapshot(model: nn.Module) -> list[tuple[MindSkipLayer, dict[str, Any]]]:
-    layers = [m for m in model.modules() if isinstance(m, MindSkipLayer)]
-    return [(m, {k: getattr(m, k) for k in _STATS}) for m in layers]
-
-
-def _stats_restore(model: nn.Module, snapshot: list[tuple[MindSkipLayer, dict[str, Any]]]):
-    """Statistics as before a capture or trace: tensors made while capturing are not real."""
-    for m, values in snapshot:
-        for k, v in values.items():
-            setattr(m, k, v)
-
-
 def _graphs_compiled() -> int:
     from torch._dynamo.utils import counters
 
@@ -359,11 +306,6 @@ def _raise_recompile_limits(at_least: int) -> None:
     for name in ("cache_size_limit", "recompile_limit"):
         if hasattr(dynamo_config, name):
             setattr(dynamo_config, name, max(getattr(dynamo_config, name), at_least))
-
-
-def _brief(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
 
 def _now(device: torch.device) -> float:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .artefacts import AdapterFolder, Calibration, RouterFolder
 from .files import ResultFileError, read_json
 from .selection import last_layers, least_executed, routed_range, static_layers
 
@@ -164,7 +165,7 @@ def resolve(
     method = Method.from_dict(params)
     ratio = params["ratio"]
     requested = None if ratio == NATIVE else float(ratio)
-    lora = str(Path(inputs["lora"]).parent) if inputs.get("lora") else None
+    lora = str(AdapterFolder.holding(inputs["lora"]).path) if inputs.get("lora") else None
     meta: dict[str, Any] = {"spec": dict(params), "requested_skip_ratio": requested}
     if method.kind == "static":
         meta["spec"]["ranking"] = method.how
@@ -174,9 +175,13 @@ def resolve(
     if kind in ("dense", "lora"):
         spec = Dense(lora=lora)
     elif kind == "router":
-        routers = str(Path(inputs["routers"]).parent)
-        cal = read_json(inputs["calibration"], "calibration") if inputs.get("calibration") else {}
-        spec = Routed(routers, method.unit, method.routing, cal.get("thresholds", {}), lora=lora)
+        folder = RouterFolder.holding(inputs["routers"])
+        routers, taus = str(folder.path), {}
+        if inputs.get("calibration"):
+            cal = Calibration.read(inputs["calibration"])
+            cal.check_routers(folder)
+            taus = cal.thresholds
+        spec = Routed(routers, method.unit, method.routing, taus, lora=lora)
         meta["router_path"] = routers
     elif kind == "static":
         spec = StaticDrop(method.unit, _static_drop(method, requested, inputs, num_layers))

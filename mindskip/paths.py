@@ -1,11 +1,16 @@
 """Where every stage writes: one method per kind of file, below a results root.
 
-The workflow's rules and :meth:`mindskip.plan.Plan.inputs` take their paths from here.
+The workflow's rules and :meth:`mindskip.plan.Plan.inputs` take their paths from here: the
+rules from :meth:`Paths.patterns` (the same paths with Snakemake's wildcards in place of
+the model, suite and names), the plan's inputs from the concrete ones. Trained artefacts
+are folders (:mod:`mindskip.artefacts`) that know their own file names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .artefacts import AdapterFolder, RouterFolder
 
 
 @dataclass(frozen=True)
@@ -18,21 +23,24 @@ class Paths:
 
     assets = "results/assets/manifest.json"  # shared by every results root
 
-    def routers(self, run: str) -> str:
-        return f"{self.root}/routers/{self.model}/{run}/routers.safetensors"
+    @classmethod
+    def patterns(cls, root: str) -> Paths:
+        """The paths as Snakemake patterns: ``{model}`` and ``{suite}`` wildcards; pass
+        ``"{run}"``, ``"{method}"``, ``"{ratio}"`` ... to the methods for the others."""
+        return cls(model="{model}", suite="{suite}", root=root)
 
-    def router_config(self, run: str) -> str:
-        return f"{self.root}/routers/{self.model}/{run}/mindskip_config.json"
+    def routers(self, run: str) -> RouterFolder:
+        return RouterFolder(f"{self.root}/routers/{self.model}/{run}")
 
-    def metrics(self, run: str) -> str:
-        return f"{self.root}/routers/{self.model}/{run}/metrics.json"
-
-    def lora(self, slug: str) -> str:
-        return f"{self.root}/lora/{self.model}/{slug}/lora.safetensors"
+    def lora(self, slug: str) -> AdapterFolder:
+        return AdapterFolder(f"{self.root}/lora/{self.model}/{slug}")
 
     def data(self, name: str) -> str:
-        """A self-generated training set (its sidecar: ``<name>.manifest.json``)."""
+        """A self-generated training set (its sidecar: :meth:`data_manifest`)."""
         return f"{self.root}/data/{self.model}/{name}.jsonl"
+
+    def data_manifest(self, name: str) -> str:
+        return f"{self.root}/data/{self.model}/{name}.manifest.json"
 
     @property
     def roles(self) -> str:
@@ -51,9 +59,14 @@ class Paths:
     def items(self, method: str, ratio: str) -> str:
         return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.items.jsonl.gz"
 
+    def lm_eval(self, method: str, ratio: str) -> str:
+        """lm-eval's own results of the job."""
+        return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.lm_eval.json"
+
     def prompts(self, method: str, ratio: str) -> str:
         """The token ids of every context a job scored (the profile's ``scored`` inputs)."""
         return f"{self.root}/eval/{self.model}/{method}/{ratio}/{self.suite}.prompts.jsonl.gz"
 
-    def profile(self, method: str, ratio: str) -> str:
-        return f"{self.root}/profile/{self.model}/{method}/{ratio}/profile.csv"
+    def profile(self, method: str, ratio: str, ext: str = "csv") -> str:
+        """A profile job's table (``csv``), record (``json``) or summary (``md``)."""
+        return f"{self.root}/profile/{self.model}/{method}/{ratio}/profile.{ext}"

@@ -155,9 +155,9 @@ class Plan:
         out = {"assets": p.assets}
         run = self.runs.get(m.run) if m.run else None
         if m.kind == "lora":
-            out["lora"] = p.lora(m.run)
+            out |= p.lora(m.run).inputs()
         elif m.kind == "router":
-            out["routers"] = p.routers(m.run)
+            out |= p.routers(m.run).inputs()
             if ratio != NATIVE:
                 out["calibration"] = p.calibration(m.run, ratio)
         elif m.kind == "static" and (m.ranking or "similarity") == "similarity":
@@ -165,7 +165,7 @@ class Plan:
         elif m.kind in ("random", "pattern"):
             out["reference"] = p.eval(m.run, ratio)  # the router's scores on the same items
         if run is not None and run.lora is not None:
-            out["lora"] = p.lora(run.lora)
+            out |= p.lora(run.lora).inputs()
         return out
 
     def params(self, name: str, ratio: str) -> dict[str, Any]:

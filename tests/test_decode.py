@@ -11,7 +11,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import DynamicCache
 
 from mindskip import MindSkipConfig, apply_mindskip, forced_decisions, mindskip_layers
-from mindskip.decode import CapturedDecoder, cache_kwarg
+from mindskip.capture import cache_kwarg
+from mindskip.decode import CapturedDecoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 UNITS = ["attn", "mlp", "block"]

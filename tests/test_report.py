@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mindskip.evaluate.items import write_items
+from mindskip.records import check_evaluation
 from mindskip.report import analyse_runs, build_report, eval_frame, load_runs, sweep_points
 from mindskip.report.collect import layer_frame
 from mindskip.report.figures import figure_layer_skip, figure_quality_vs_skip
@@ -161,6 +163,52 @@ def test_a_record_without_its_planned_method_is_refused(fixture_results, tmp_pat
         load_runs([bad])
 
 
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda r: r["rows"][1].pop("n"), "rows.1"),
+        (lambda r: r["rows"][0].update(value="0.6"), "rows.0.value"),
+        (
+            lambda r: r["routing"]["realised"].update(skip_ratio="high"),
+            "routing.realised.skip_ratio",
+        ),
+        (lambda r: r.pop("files"), "(top level)"),
+        (lambda r: r.update(rows=[]), "rows"),
+    ],
+)
+def test_a_record_the_report_cannot_read_is_refused_with_its_key(
+    fixture_results, tmp_path, change, key
+):
+    """The fixture records pass the schema the runner writes by (mindskip.records); a
+    record without a read key, or with one of the wrong type, is refused by name."""
+    rec = json.loads(fixture_results["evals"][1].read_text())
+    change(rec)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(rec))
+    with pytest.raises(
+        ValueError, match=re.escape(f"bad.json: not an evaluation record at {key}:")
+    ):
+        load_runs([bad])
+
+
+def test_every_committed_evaluation_record_holds_what_the_report_reads():
+    records = sorted(Path(__file__).resolve().parents[1].glob("results/**/eval/*/*/*/*.json"))
+    records = [p for p in records if not p.name.endswith(".lm_eval.json")]
+    assert len(records) > 50
+    for path in records:
+        check_evaluation(json.loads(path.read_text()), path)
+
+
+def test_the_runner_writes_no_record_the_report_cannot_read(fixture_results, tmp_path):
+    from mindskip.evaluate.runner import EvalResult, write_result
+
+    rec = json.loads(fixture_results["evals"][1].read_text())
+    del rec["rows"][0]["metric"]
+    with pytest.raises(ValueError, match="not an evaluation record at rows.0"):
+        write_result(EvalResult(rec, [], {}), tmp_path / "out", "embedded")
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
 def test_sweep_has_one_point_per_method_and_ratio(fixture_results, tmp_path):
     many = {"t1": {1, 2, 5}, "t2": {3, 4}}
     spec = {"name": "r1", "kind": "router", "ratio": "0.500", **RUN}
@@ -191,6 +239,28 @@ def test_claims_table_decides_claim_4_and_says_what_did_not_run(fixture_results,
         assert pd.api.types.is_numeric_dtype(claims[col]), col
     md = (tmp_path / "tables" / "claims.md").read_text()
     assert "holds" in md and "[" in md
+
+
+def test_a_planned_run_that_has_not_finished_is_not_asked_for_again(fixture_results):
+    """A claim whose runs the plan names but whose records are missing says the runs have
+    not finished (resume), not that the config should be edited to add them."""
+    roles = Roles(
+        mindskip="r1", units={"mlp": "m1"}, token="t1", samples={100: "r1", 500: "r5"},
+        lora_routers="lr", lora="lora-a",
+    )  # fmt: skip
+    analysis = analyse_runs(load_runs(fixture_results["evals"]), roles)
+    notes = {(c.claim, c.label): c.note for c in analysis.comparisons if c.a is None}
+    planned = {
+        (2, "attention vs mlp (sequence routing)"): "m1",
+        (3, "attention: sequence vs token routing"): "t1",
+        (5, "quality vs train_samples"): "r5",
+        (6, "LoRA + routers vs LoRA"): "lr",
+    }
+    for key, run in planned.items():
+        assert notes[key].startswith(f"planned ({run}) but not finished"), notes[key]
+        assert "resume the workflow" in notes[key] and "add" not in notes[key]
+    block = notes[(2, "attention vs block (sequence routing)")]  # not in the plan
+    assert block.startswith("no such router run; to run it: add")
 
 
 def test_tables_hold_numbers_and_the_markdown_the_strings(fixture_results, tmp_path):
@@ -333,6 +403,40 @@ def test_the_results_readme_takes_its_numbers_from_the_tables(tmp_path):
     text = results_readme(other, config, "gemma3-270m", Path("config/gemma3.yaml"))
     assert "The config is `config/gemma3.yaml`" in text and "git show" not in text
     assert f"--results {other}`" in text
+
+
+def test_the_matrix_readme_counts_what_has_finished_against_the_plan(tmp_path, monkeypatch):
+    """results/full's README says how many of the plan's jobs have written their result,
+    names the scorings that have not, and reads "complete" only when every one has."""
+    from mindskip.plan import plan
+    from mindskip.report.readme import full_readme, workflow_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = workflow_config(repo / "config" / "full.yaml", repo / "config.yaml")
+    monkeypatch.chdir(tmp_path)
+    config["results"] = "results/full"
+    p = plan(config)
+    root = Path(p.paths.root)
+    done = p.eval_jobs[:3]
+    for m, r in done:
+        Path(p.paths.eval(m, r)).parent.mkdir(parents=True)
+        Path(p.paths.eval(m, r)).write_text("{}")
+    text = full_readme(root, config, "smollm2-135m", Path("config/full.yaml"))
+    assert text.startswith("# The whole matrix (smollm2-135m, the paper's tasks offline): in ")
+    assert f"| scorings | 3 | {len(p.eval_jobs)} |" in text
+    assert f"| router trainings | 0 | {len(p.runs)} |" in text
+    m, r = p.eval_jobs[3]
+    assert f"`{m}@{r}`" in text and f"`{done[0][0]}@{done[0][1]}`" not in text
+    assert "bash scripts/run.sh --configfile config/full.yaml" in text
+    files = [Path(p.paths.eval(m, r)) for m, r in p.eval_jobs]
+    files += [Path(p.paths.profile(m, r)) for m, r in p.profile_jobs]
+    files += [p.paths.routers(run).metrics for run in p.runs]
+    files += [p.paths.lora(slug).metrics for slug in p.loras]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("{}")
+    text = full_readme(root, config, "smollm2-135m", Path("config/full.yaml"))
+    assert ": complete" in text.splitlines()[0] and "not finished:" not in text
 
 
 def test_the_findings_say_no_more_than_the_claims_table(tmp_path):

@@ -305,7 +305,7 @@ def test_lora_with_routers(tmp_path):
         new = params[key]
         assert torch.equal(new, old) or ".router." in name, name
     assert m["trainable_parameters"] > m["router_parameters"]
-    assert (tmp_path / "lora" / "lora.safetensors").is_file()
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
     assert m["lora"]["mode"] == "joint" and len(m["lora"]["sha256"]) == 64
 
 

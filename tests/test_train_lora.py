@@ -13,6 +13,7 @@ from test_train import FAST, make_records, make_tokenizer
 from mindskip import MindSkipConfig, apply_mindskip, load_routers, mindskip_layers
 from mindskip.checkpoint import ROUTERS_FILE
 from mindskip.train import LORA_FILE, TrainConfig, load_adapters, train_lora, train_routers
+from mindskip.train.lora import PEFT_PREFIX
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest
 
@@ -49,6 +50,7 @@ def test_lora_only_fine_tune(runs):
     assert (runs["root"] / "lora" / LORA_FILE).is_file()
     keys = load_file(str(runs["root"] / "lora" / LORA_FILE))
     assert keys and all(".layer." not in k and ".inner." not in k for k in keys)  # canonical
+    assert all(k.startswith(PEFT_PREFIX + "model.layers.") for k in keys)  # peft's names
     assert any(float(v.abs().sum()) > 0 for k, v in keys.items() if "lora_B" in k)
 
 
@@ -56,7 +58,10 @@ def test_routers_tune_on_frozen_adapters(runs):
     m, model = runs["routers"], runs["model"]
     assert m["lora"]["mode"] == "frozen" and len(m["lora"]["sha256"]) == 64
     assert m["trainable_parameters"] == m["router_parameters"] == 4 * 32
-    saved = load_file(str(runs["root"] / "lora" / LORA_FILE))
+    saved = {
+        k.removeprefix(PEFT_PREFIX): v
+        for k, v in load_file(str(runs["root"] / "lora" / LORA_FILE)).items()
+    }
     got = {k.replace(".layer.", ".").replace(".inner.", ".").replace(".default", ""): p
            for k, p in model.named_parameters() if "lora_" in k}  # fmt: skip
     assert set(got) == set(saved)
@@ -74,8 +79,10 @@ def _by_hand(root, adapters: bool) -> torch.nn.Module:
         )
         params = dict(model.named_parameters())
         for key, value in load_file(str(root / "lora" / LORA_FILE)).items():
-            name = key.replace(".lora_A.", ".lora_A.default.").replace(
-                ".lora_B.", ".lora_B.default."
+            name = (
+                key.removeprefix(PEFT_PREFIX)
+                .replace(".lora_A.", ".lora_A.default.")
+                .replace(".lora_B.", ".lora_B.default.")
             )
             parts = name.split(".")
             if int(parts[2]) in mindskip_layers(model):  # the wrapper, then attention's unit
@@ -106,8 +113,21 @@ def test_adapters_change_the_routed_model_and_load_like_by_hand(runs):
     torch.testing.assert_close(merged.eval()(x).logits, got, rtol=1e-4, atol=1e-4)
 
 
+@torch.no_grad()
+def test_peft_loads_the_saved_adapters_into_a_stock_model(runs):
+    """The folder is in peft's own layout: PeftModel.from_pretrained reads it and gives the
+    model that load_adapters gives (and not the model without adapters)."""
+    from peft import PeftModel
+
+    x = _ids()
+    ours = load_adapters(make_model(), runs["root"] / "lora").eval()(x).logits
+    peft_model = PeftModel.from_pretrained(make_model(), str(runs["root"] / "lora")).eval()
+    torch.testing.assert_close(peft_model(x).logits, ours, rtol=0, atol=0)
+    assert not torch.allclose(make_model().eval()(x).logits, ours, atol=1e-4)
+
+
 def test_load_adapters_refuses_what_does_not_fit(runs, tmp_path):
-    with pytest.raises(FileNotFoundError, match="lora.safetensors"):
+    with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
         load_adapters(make_model(), tmp_path)
     with pytest.raises(ValueError, match="does not fit"):
         load_adapters(make_model(num_hidden_layers=4), runs["root"] / "lora")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import to_jsonable
+from ..files import to_jsonable, write_bytes
 
 
 def _is_number(v: Any) -> bool:
@@ -84,7 +84,6 @@ def chance_level(rows: Sequence[dict[str, Any]]) -> float | None:
 def write_items(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write rows as JSON Lines; gzipped (with a fixed header) when the name ends in .gz."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
     data = text.encode("utf-8")
     if path.suffix == ".gz":
@@ -92,10 +91,7 @@ def write_items(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
         with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
             gz.write(data)
         data = buf.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_bytes(path, data)
 
 
 def read_items(path: str | Path) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,18 +97,3 @@ def routing_description(model: nn.Module) -> dict[str, Any]:
 def device_and_dtype(model: nn.Module) -> tuple[str, str]:
     p = next(model.parameters())
     return str(p.device), str(p.dtype).removeprefix("torch.")
-
-
-def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A JSON-safe copy of the caller's method metadata (paths and objects as strings)."""
-    out: dict[str, Any] = {}
-    for k, v in (meta or {}).items():
-        if isinstance(v, str | int | float | bool) or v is None:
-            out[str(k)] = v
-        elif isinstance(v, Mapping):
-            out[str(k)] = clean_metadata(v)
-        elif isinstance(v, list | tuple):
-            out[str(k)] = [x if isinstance(x, str | int | float | bool) else str(x) for x in v]
-        else:
-            out[str(k)] = str(v)
-    return out

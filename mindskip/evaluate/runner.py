@@ -30,6 +30,7 @@ from typing import Any
 
 from torch import nn
 
+from ..files import to_jsonable
 from . import provenance as prov
 from .items import chance_level, item_rows, write_items
 from .suites import Suite, TaskSpec, check_suite_available, get_suite, subset_indices
@@ -208,7 +209,7 @@ def evaluate_model(
     suite = get_suite(suite) if isinstance(suite, str) else suite
     check_suite_available(suite)
     seed = suite.seed if seed is None else seed
-    meta = prov.clean_metadata(method)
+    meta = to_jsonable(dict(method or {}))  # the caller's metadata, JSON-safe
     routed = is_mindskip(model)
     meta.setdefault("method", "mindskip" if routed else "dense")
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -414,6 +415,7 @@ def _threads() -> int:
 def write_result(result: EvalResult, out_dir: str | Path, name: str) -> dict[str, Path]:
     """Write the record, lm-eval's results and the item log into ``out_dir`` (atomically)."""
     from mindskip.files import write_json, write_jsonl
+    from mindskip.records import check_evaluation
 
     out_dir = Path(out_dir)
     paths = {
@@ -423,6 +425,7 @@ def write_result(result: EvalResult, out_dir: str | Path, name: str) -> dict[str
         "prompts": out_dir / f"{name}.prompts.jsonl.gz",
     }
     result.record["files"] = {k: p.name for k, p in paths.items() if k != "record"}
+    check_evaluation(result.record, paths["record"])  # before anything is written
     write_items(paths["items"], result.items)
     write_jsonl(paths["prompts"], result.prompts, compact=True)  # the profile's "scored" inputs
     write_json(paths["lm_eval"], result.lm_eval)

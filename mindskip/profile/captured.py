@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..capture import brief_error, persist_decisions, restore_stats, snapshot_stats
 from ..decisions import DECISIONS_ATTR, Decision
-from ..decode import _brief, _stats_restore, _stats_snapshot, persist_decisions
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +77,18 @@ class ProfileStep:
     def _capture(self, entry: _Graph, tensors: dict, rest: dict) -> bool:
         entry.inputs = {k: v.clone() for k, v in tensors.items()}
         graph = torch.cuda.CUDAGraph()
-        snapshot = _stats_snapshot(self.model)
+        snapshot = snapshot_stats(self.model)
         try:
             torch.cuda.synchronize()
             with torch.cuda.graph(graph):
                 entry.logits = self.model(**entry.inputs, **rest).logits
         except Exception as e:
             torch.cuda.synchronize()
-            self.reason = f"CUDA graph capture failed: {_brief(e)}"
+            self.reason = f"CUDA graph capture failed: {brief_error(e)}"
             log.warning("MindSkip captured decode: eager decode steps (%s)", self.reason)
             return False
         finally:
-            _stats_restore(self.model, snapshot)
+            restore_stats(self.model, snapshot)
         entry.graph = graph
         return True
 

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..decode import cache_kwarg
+from ..capture import cache_kwarg
 from .config import ProfileConfig
 from .inputs import Batch
 

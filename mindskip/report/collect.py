@@ -15,6 +15,7 @@ import pandas as pd
 from ..evaluate.items import read_items
 from ..files import read_json
 from ..method import Method, stored_method
+from ..records import check_evaluation
 from ..roles import Roles
 from ..verdicts import POOLED, Analysis, analyse, dynamic_share, method_info
 from ..verdicts.metrics import N_BOOT
@@ -56,7 +57,7 @@ def load_runs(paths: Iterable[str | Path]) -> list[EvalRun]:
     """Every record, identified by the planned method it stores (``method.spec``)."""
     runs = []
     for p in paths:
-        rec = read_json(p, "evaluation record")
+        rec = check_evaluation(read_json(p, "evaluation record"), p)
         method, ratio = stored_method(rec, p)
         runs.append(EvalRun(f"{method.name}@{ratio}", method, ratio, rec, Path(p)))
     names = [r.name for r in runs]

@@ -11,146 +11,22 @@ the claims and the speed table. Never imports torch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..files import write_text
-from .findings import findings
-from .tables import published_scores
-
-PAPER_DIR = Path(__file__).resolve().parents[2] / "resources" / "paper"
-BIGBENCH_COMMIT = "c8a2c957b5d6e8d59b3ed203f435b168f0518d60"  # the last BIG-bench results
-
-
-def _stage_seconds(root: Path) -> dict[str, tuple[int, float]]:
-    """(job count, summed job seconds) per rule, from Snakemake's benchmark TSVs."""
-    out: dict[str, list[float]] = defaultdict(list)
-    bench = root / "logs" / "benchmarks"
-    for tsv in sorted(bench.rglob("*.tsv")):
-        rule = tsv.relative_to(bench).parts[0].removesuffix(".tsv")
-        rule = {"baselines": "rank + calibrate"}.get(rule, rule)
-        out[rule].append(float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1]))
-    return {k: (len(v), sum(v)) for k, v in out.items()}
-
-
-def _fresh_clone(root: Path) -> dict[str, Any] | None:
-    path = root / "logs" / "fresh_clone.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _how_it_ran(root: Path, config: dict[str, Any], config_path: Path) -> list[str]:
-    lines = ["## How this run was made", ""]
-    fresh = _fresh_clone(root)
-    if fresh:
-        lines += [
-            f"`{fresh['command']}` on a fresh clone of commit `{fresh['commit'][:9]}` "
-            f"({fresh['machine']}), {fresh['date']}: **{fresh['seconds'] / 60:.1f} minutes "
-            f"from clone to report, install included** (install {fresh['install_seconds']:.0f} "
-            f"s). `scripts/fresh_clone_run.sh` repeats it and writes `logs/fresh_clone.json`.",
-            "",
-        ]
-    stages = _stage_seconds(root)
-    if stages:
-        lines += ["| stage | jobs | job seconds (summed; scoring runs two at a time) |"]
-        lines += ["|---|---:|---:|"]
-        for rule, (n, s) in sorted(stages.items(), key=lambda kv: -kv[1][1]):
-            lines.append(f"| {rule} | {n} | {s:.0f} |")
-        lines.append("")
-    e = config.get("eval", {})
-    limits = e.get("task_limits") or {}
-    tasks = ", ".join(f"`{t}` ({limits.get(t, e.get('limit'))} items)" for t in e["tasks"])
-    shots = e.get("num_fewshot")
-    shots_text = "the paper's few-shot counts" if shots is None else f"{shots}-shot"
-    lines += [
-        f"Scored: {tasks}, {shots_text}, routing decided on the prompt "
-        f"(`route_on: {e.get('route_on', 'prompt')}`). The config is `{config_path}`; every "
-        "result file records the settings, versions and input hashes that made it.",
-        "",
-    ]
-    return lines
-
-
-def _dense_prose(tables: Path, model_name: str) -> list[str]:
-    """The dense model against the published numbers, each difference computed here."""
-    path = tables / "dense.md"
-    if not path.is_file():
-        return []
-    dense = pd.read_csv(tables / "dense.csv")
-    lines = [
-        "## The dense model against its published scores",
-        "",
-        "A check on the data and the task files: the dense model, scored by this pipeline,",
-        "beside the numbers its authors published for it (`resources/published/`, with the",
-        "source of each).",
-        "",
-        path.read_text().split("\n", 2)[-1].strip(),  # the table without its caption
-        "",
-    ]
-    published = published_scores(PAPER_DIR, model_name)
-    if published is None:
-        return lines
-    own = published["model"].iloc[0]  # the model itself (rows for its base model follow)
-    inst = published[published["model"] == own].set_index("task")
-    keys = dense["task"].str.removesuffix("_embedded")
-    ours = dict(zip(keys, 100 * dense["value"], strict=True))
-    se = dict(zip(keys, 100 * dense["stderr"], strict=True))
-    for key in ("hellaswag", "piqa"):
-        if key in ours and key in inst.index:
-            diff = ours[key] - inst.loc[key, "value"]
-            within = abs(diff) <= 1.96 * se[key]
-            verdict = "within" if within else "outside"
-            lines.append(
-                f"- {inst.loc[key, 'label']}: ours {ours[key]:.1f} ± {se[key]:.1f}, published "
-                f"{inst.loc[key, 'value']:.1f} ({diff:+.1f} points, {verdict} 1.96 s.e. of ours"
-                + (": not resolved)." if within else ").")
-            )
-    have = [k for k in ("arc_easy", "arc_challenge") if k in ours]
-    if "arc" in inst.index and have:
-        mean = sum(ours[k] for k in have) / len(have)
-        note = "" if len(have) == 2 else " (one part only: not the same quantity)"
-        lines.append(
-            f"- ARC: published {inst.loc['arc', 'value']:.1f} as the mean of ARC-E and ARC-C; "
-            f"ours {mean:.1f} over {', '.join(have)}{note}."
-        )
-    lines += [
-        "",
-        "Why they differ (beside sampling error: each of our rows has its s.e.): the weights",
-        "are the 4-bit GGUF's, dequantised, not the original bf16 release; the authors score",
-        "with lighteval (per-character normalisation without the leading space, the chat",
-        "template for instruct models, bf16 on vLLM), we with lm-eval's own task definitions",
-        "(its `acc_norm`, plain text, float32 on the CPU); and we score a seeded subset of the",
-        "items, not the whole split.",
-        "",
-    ]
-    return lines
-
-
-def _findings(tables: Path) -> list[str]:
-    path = tables / "claims.csv"
-    return findings(pd.read_csv(path)) if path.is_file() else []
-
-
-def _section(title: str, path: Path, lead: str = "") -> list[str]:
-    if not path.is_file():
-        return []
-    return [f"## {title}", "", *([lead, ""] if lead else []), path.read_text().strip(), ""]
-
-
-def _bigbench_gone() -> list[str]:
-    return [
-        "**The BIG-bench results are gone.** Until 2026-12-06 the embedded suite scored",
-        "BIG-bench stand-ins for the paper's tasks; `bigbench==1.0.0` then left the package",
-        "registry, so those runs (this folder and `results/full/`) can no longer be rebuilt and",
-        "were removed. Their last version is in the git history (commit",
-        f"`{BIGBENCH_COMMIT[:9]}`: `git show {BIGBENCH_COMMIT[:9]}:results/README.md`). The",
-        "runs here score the paper's own tasks, through lm-eval's own task definitions.",
-        "",
-    ]
+from .sections import (
+    bigbench_gone,
+    dense_prose,
+    findings_section,
+    how_it_ran,
+    progress,
+    section,
+    workflow_config,
+)
 
 
 def results_readme(root: Path, config: dict[str, Any], model_name: str, config_path: Path) -> str:
@@ -166,17 +42,17 @@ def results_readme(root: Path, config: dict[str, Any], model_name: str, config_p
         f"per-item logs, `profile/`, `logs/`); `python -m mindskip.report --results {root}`",
         "rebuilds the tables and figures from them in seconds, without torch.",
         "",
-        *(_bigbench_gone() if root.name == "results" else []),
-        *_how_it_ran(root, config, config_path),
-        *_dense_prose(tables, model_name),
-        *_section(
+        *(bigbench_gone() if root.name == "results" else []),
+        *how_it_ran(root, config, config_path),
+        *dense_prose(tables, model_name),
+        *section(
             "Main table",
             tables / "main.md",
             "The paper's rows (Llama-3-8B) sit under the same task columns; they are the "
             "paper's numbers, on an 8B model with the paper's few-shot settings.",
         ),
-        *_findings(tables),
-        *_section(
+        *findings_section(tables),
+        *section(
             "The paper's claims",
             tables / "claims.md",
             "Every comparison between two methods is made at the first method's realised "
@@ -184,8 +60,52 @@ def results_readme(root: Path, config: dict[str, Any], model_name: str, config_p
             "per-sequence mixture of its two neighbouring points (the weight is in the "
             "table); a comparison that cannot be matched decides nothing.",
         ),
-        *_section("Speed", tables / "speed.md"),
+        *section("Speed", tables / "speed.md"),
         "Figures: `figures/` (and `report.html`); every table also as CSV and LaTeX in `tables/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def full_readme(root: Path, config: dict[str, Any], model_name: str, config_path: Path) -> str:
+    """The whole matrix: what has finished, then every table written so far."""
+    tables = root / "tables"
+    complete, done = progress(config, config_path)
+    state = "complete" if complete else "in progress"
+    lines = [
+        f"# The whole matrix ({model_name}, the paper's tasks offline): {state}",
+        "",
+        "<!-- Written by `python -m mindskip.report.readme --kind full` from the tables below",
+        "     it: edit the code, not the numbers. -->",
+        "",
+        f"Everything here was written by the workflow on `{config_path}`, in parts (Snakemake",
+        "resumes where it stopped). The tables hold what has finished; a claim whose runs",
+        "have not finished says so in its note. `python -m mindskip.report --results "
+        f"{root} --model {model_name}` rebuilds them from the committed records.",
+        "",
+        "## Progress",
+        "",
+        *done,
+        *how_it_ran(root, config, config_path),
+        *findings_section(tables),
+        *section(
+            "The paper's claims",
+            tables / "claims.md",
+            "Every comparison between two methods is made at the first method's realised "
+            "skip ratio (the second mixed per sequence to it where the two differ by more "
+            "than 0.02); a comparison the items cannot decide says how many items would.",
+        ),
+        *section(
+            "Table 1: unit x routing",
+            tables / "main.md",
+            "The paper's rows (Llama-3-8B, its few-shot settings) sit under the same task "
+            "columns: they are the paper's numbers, not ours.",
+        ),
+        *dense_prose(tables, model_name),
+        *section("Sweep", tables / "sweep.md"),
+        *section("Recipes", tables / "recipes.md"),
+        *section("Speed", tables / "speed.md"),
+        "Figures: `figures/`; every table also as CSV and LaTeX in `tables/`.",
         "",
     ]
     return "\n".join(lines)
@@ -229,13 +149,13 @@ def recipes_readme(root: Path, config: dict[str, Any], model_name: str, config_p
         "dense and the static drops are the same jobs as the default run's (same settings,",
         "same items); their committed files here were copied from `results/`.",
         "",
-        *_how_it_ran(root, config, config_path),
-        *_section("Training: where each recipe leaves the routers", tables / "training.md"),
+        *how_it_ran(root, config, config_path),
+        *section("Training: where each recipe leaves the routers", tables / "training.md"),
         "## Each recipe against the best static mixture at its ratio",
         "",
         *_recipe_sentences(tables),
         "",
-        *_section("The recipes table", tables / "recipes.md"),
+        *section("The recipes table", tables / "recipes.md"),
     ]
     return "\n".join(lines)
 
@@ -300,8 +220,8 @@ def capacity_readme(root: Path, config: dict[str, Any], model_name: str, config_
         "",
         *_capacity_sentences(tables),
         "",
-        *_section("The capacity table", tables / "capacity.md"),
-        *_section("Training", tables / "training.md"),
+        *section("The capacity table", tables / "capacity.md"),
+        *section("Training", tables / "training.md"),
         "Figure: `figures/training_curves.png` (LM loss and capacity per step).",
         "",
     ]
@@ -309,7 +229,6 @@ def capacity_readme(root: Path, config: dict[str, Any], model_name: str, config_
 
 
 def main(argv: list[str] | None = None) -> int:
-    import yaml
 
     ap = argparse.ArgumentParser(prog="python -m mindskip.report.readme", description=__doc__)
     ap.add_argument("--results", type=Path, default=Path("results"))
@@ -317,14 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--kind", choices=tuple(_KINDS), default="default")
     args = ap.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text())
+    config = workflow_config(args.config)  # as Snakemake runs it: over config.yaml
     write = _KINDS[args.kind]
     write_text(args.results / "README.md", write(args.results, config, args.model, args.config))
     print(args.results / "README.md")
     return 0
 
 
-_KINDS = {"default": results_readme, "recipes": recipes_readme, "capacity": capacity_readme}
+_KINDS = {
+    "default": results_readme,
+    "recipes": recipes_readme,
+    "capacity": capacity_readme,
+    "full": full_readme,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

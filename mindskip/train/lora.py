@@ -1,8 +1,8 @@
 """LoRA as the paper runs it: a LoRA-only fine-tune, then routers tuned on top of it.
 
 - :func:`train_lora`: the dense model (no routers), LoRA adapters (peft) on the attention
-  projections, LM loss on responses; writes ``lora.safetensors`` + ``lora_config.json``
-  (+ ``metrics.json``) to a folder.
+  projections, LM loss on responses; writes an :class:`~mindskip.artefacts.AdapterFolder`
+  (peft's layout: ``adapter_model.safetensors`` + ``adapter_config.json``; + ``metrics.json``).
 - :func:`load_adapters`: puts saved adapters into a model, with or without routers, before
   or after :func:`mindskip.apply_mindskip`, frozen. Evaluation and profiling call it.
 - :func:`mindskip.train.train_routers` with ``lora_dir=`` loads them first and keeps them
@@ -10,14 +10,15 @@
   adapters are saved beside the routers, in the same format).
 
 Adapter state goes through ``peft.get_peft_model_state_dict`` /
-``set_peft_model_state_dict``. Keys are stored in the model's own module names with the
-routing wrappers taken out (``model.layers.13.self_attn.q_proj...``), so adapters trained
-on the dense model load into a routed one and the other way round.
+``set_peft_model_state_dict``. Keys are stored as peft stores them for the model's own
+module names with the routing wrappers taken out
+(``base_model.model.model.layers.13.self_attn.q_proj.lora_A.weight``), so adapters trained
+on the dense model load into a routed one and the other way round, and peft's
+``PeftModel.from_pretrained(model, folder)`` loads them into a stock model.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -27,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..artefacts import AdapterFolder
 from ..files import atomic_path, write_json
-from ..provenance import sha256_file
 from ..surgery import is_mindskip
 from .examples import encode_records, records_sha256
 from .recipe import TrainConfig
@@ -37,9 +38,10 @@ from .validate import evaluate
 
 log = logging.getLogger(__name__)
 
-LORA_FILE = "lora.safetensors"
-LORA_CONFIG_FILE = "lora_config.json"
-METRICS_FILE = "metrics.json"
+LORA_FILE = AdapterFolder.weights_file
+LORA_CONFIG_FILE = AdapterFolder.config_file
+METRICS_FILE = AdapterFolder.metrics_file
+PEFT_PREFIX = "base_model.model."  # what a PeftModel puts before the model's own names
 
 
 def _wrapper_prefixes(model: nn.Module) -> set[str]:
@@ -89,23 +91,25 @@ def add_lora(
 
 
 def save_adapters(model: nn.Module, folder: str | Path) -> Path:
-    """Write the model's adapters (canonical keys) and their LoRA config to ``folder``."""
+    """Write the model's adapters and their LoRA config to ``folder`` in peft's layout."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    folder = Path(folder)
+    out = AdapterFolder(folder)
     prefixes = _wrapper_prefixes(model)
     state = {
-        _canonical(k, prefixes): v.detach().cpu().contiguous()
+        PEFT_PREFIX + _canonical(k, prefixes): v.detach().cpu().contiguous()
         for k, v in get_peft_model_state_dict(model).items()
     }
-    with atomic_path(folder / LORA_FILE) as tmp:
-        save_file(state, str(tmp))
+    with atomic_path(out.weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
     config = model.peft_config["default"].to_dict()
     config["peft_type"] = "LORA"
     config["target_modules"] = sorted(config["target_modules"])
-    write_json(folder / LORA_CONFIG_FILE, config)
-    return folder
+    config["inference_mode"] = True
+    config["base_model_name_or_path"] = getattr(model.config, "_name_or_path", None) or None
+    write_json(out.config, config)
+    return out.path
 
 
 def load_adapters(model: nn.Module, folder: str | Path, *, merge: bool = False) -> nn.Module:
@@ -123,25 +127,24 @@ def load_adapters(model: nn.Module, folder: str | Path, *, merge: bool = False) 
     )
     from safetensors.torch import load_file
 
-    folder = Path(folder)
+    folder = AdapterFolder(folder)
     if lora_parameters(model):
         raise ValueError("the model already has LoRA adapters; load adapters into a fresh model")
-    for name in (LORA_FILE, LORA_CONFIG_FILE):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"no {name} in {folder} (train_lora writes it)")
-    raw = json.loads((folder / LORA_CONFIG_FILE).read_text())
-    raw.pop("peft_type", None)
+    folder.check()
+    raw = folder.read_config()
+    if raw.pop("peft_type", None) != "LORA":
+        raise ValueError(f"{folder.config} is not a LoRA adapter config")
     known = set(LoraConfig.__dataclass_fields__)
     config = LoraConfig(**{k: v for k, v in raw.items() if k in known})
     config.inference_mode = True
     inject_adapter_in_model(config, model)
     prefixes = _wrapper_prefixes(model)
     actual = {_canonical(k, prefixes): k for k in get_peft_model_state_dict(model)}
-    saved = load_file(str(folder / LORA_FILE))
+    saved = {k.removeprefix(PEFT_PREFIX): v for k, v in load_file(str(folder.weights)).items()}
     if set(saved) != set(actual):
         missing, extra = sorted(set(actual) - set(saved)), sorted(set(saved) - set(actual))
         raise ValueError(
-            f"{folder / LORA_FILE} does not fit this model: missing {missing[:3]}, "
+            f"{folder.weights} does not fit this model: missing {missing[:3]}, "
             f"unexpected {extra[:3]}"
         )
     device = device_of(model)
@@ -159,7 +162,7 @@ def load_adapters(model: nn.Module, folder: str | Path, *, merge: bool = False) 
 
 
 def adapters_sha256(folder: str | Path) -> str:
-    return sha256_file(Path(folder) / LORA_FILE)
+    return AdapterFolder(folder).sha256()
 
 
 def set_adapters_enabled(model: nn.Module, enabled: bool) -> None:
@@ -185,7 +188,7 @@ def train_lora(
     """LoRA-only fine-tune of the dense ``model`` (LM loss on responses); returns metrics.
 
     Adapters of rank ``r`` (``train_config.lora_alpha/_dropout/_targets``); every other
-    weight is frozen. ``out_dir`` receives ``lora.safetensors``, ``lora_config.json`` and
+    weight is frozen. ``out_dir`` receives the adapters in peft's layout and
     ``metrics.json`` (validation perplexity with and without the adapters). The model is
     left in eval mode with the adapters in place (frozen).
     """
@@ -217,7 +220,7 @@ def train_lora(
     if out_dir is not None:
         save_adapters(model, out_dir)
         metrics["lora_sha256"] = adapters_sha256(out_dir)
-        write_json(Path(out_dir) / METRICS_FILE, metrics)
+        write_json(AdapterFolder(out_dir).metrics, metrics)
     return metrics
 
 

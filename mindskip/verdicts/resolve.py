@@ -37,17 +37,28 @@ MINDSKIP = "MindSkip (attn, sequence)"
 ROUTED_EDIT = "`baselines.static_units: [attn]` with `routed` in `baselines.static_candidates`"
 ALL_EDIT = "`baselines.static_units: [attn]` with `all` in `baselines.static_candidates`"
 PATTERN_EDIT = "`baselines.router_pattern: true` (the router's own static pattern)"
+RESUME = "resume the workflow (`snakemake --configfile <config>`; it runs what is missing)"
 
 
 def _claim1(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     primary = _primary(info, roles)
     if primary is None:
-        why = "no attention/sequence router run"
-        return [not_run(1, f"{MINDSKIP} vs dense", why, **CLAIM_BY_NUMBER[1].rule())]
+        why, rule = "no attention/sequence router run", CLAIM_BY_NUMBER[1].rule()
+        return [_absent(1, f"{MINDSKIP} vs dense", roles.mindskip, why, **rule)]
     _, variants = primary
     r = _near(variants)
     label = f"{MINDSKIP} at {_fmt_ratio(r)} vs dense"
     return [_cmp(info, 1, label, variants[r], dense, dense, **CLAIM_BY_NUMBER[1].rule())]
+
+
+def _absent(claim: int, what: str, planned: str | None, why: str, **kw: object) -> Comparison:
+    """A comparison without records: ``planned`` names the run the plan gave the role (its
+    records have not been written yet: the workflow has not finished), else ``why`` says
+    what the config lacks and the note names the edit."""
+    if planned is not None:
+        note = f"planned ({planned}) but not finished: no evaluation record of it yet"
+        return not_run(claim, what, note, edit=RESUME, **kw)
+    return not_run(claim, what, why, **kw)
 
 
 def _matched(
@@ -57,13 +68,15 @@ def _matched(
     b: dict[float | None, str],
     what: str,
     dense: str,
+    planned: tuple[str | None, str | None] = (None, None),
     **kw: object,
 ) -> list[Comparison]:
-    """A (MindSkip's rows) vs B (the run the plan chose) at every swept ratio both have."""
+    """A (MindSkip's rows) vs B (the run the plan chose) at every swept ratio both have;
+    ``planned``: the runs the plan gave A's and B's roles."""
     if not a:
-        return [not_run(claim, what, "no attention/sequence router run", **kw)]
+        return [_absent(claim, what, planned[0], "no attention/sequence router run", **kw)]
     if not b:
-        return [not_run(claim, what, "no such router run", **kw)]
+        return [_absent(claim, what, planned[1], "no such router run", **kw)]
     common = sorted(r for r in set(a) & set(b) if r is not None)
     if not common:
         why = "no swept ratio in common (set `sweep: true` on both entries)"
@@ -78,7 +91,8 @@ def _claim2(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     for unit in ("mlp", "block"):
         others = rows_of(info, roles.units.get(unit))
         what = f"attention vs {unit} (sequence routing)"
-        out += _matched(info, 2, primary and primary[1], others, what, dense, **rule)
+        planned = (roles.mindskip, roles.units.get(unit))
+        out += _matched(info, 2, primary and primary[1], others, what, dense, planned, **rule)
     return out
 
 
@@ -87,7 +101,8 @@ def _claim3(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     token = rows_of(info, roles.token)
     primary = _primary(info, roles)
     what = "attention: sequence vs token routing"
-    return _matched(info, 3, primary and primary[1], token, what, dense, **kw)
+    planned = (roles.mindskip, roles.token)
+    return _matched(info, 3, primary and primary[1], token, what, dense, planned, **kw)
 
 
 def _static(info: Info, kind: str, ratio: float, family: tuple | None, run: str | None):
@@ -141,7 +156,8 @@ def best_static_mixture(
 def _claim4(info: Info, dense: str, roles: Roles, kl: Points | None) -> list[Comparison]:
     primary = _primary(info, roles)
     if primary is None:
-        return [not_run(4, f"{MINDSKIP} vs Attention Drop", "no attention/sequence router run")]
+        why = "no attention/sequence router run"
+        return [_absent(4, f"{MINDSKIP} vs Attention Drop", roles.mindskip, why)]
     run, variants = primary
     rule = CLAIM_BY_NUMBER[4].rule()
     families = {("attn", "routed", "similarity"), ("attn", "all", "similarity")}
@@ -193,6 +209,10 @@ def _claim5(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     runs = {count: rows_of(info, run) for count, run in roles.samples.items()}
     by_count = {count: rows for count, rows in runs.items() if rows}
     counts = sorted(by_count)
+    if len(counts) < 2 and len(roles.samples) >= 2:
+        waiting = ", ".join(run for c, run in sorted(roles.samples.items()) if c not in by_count)
+        why = f"planned ({waiting}) but not finished: no evaluation record of it yet"
+        return [not_run(5, "quality vs train_samples", why, edit=RESUME)]
     if len(counts) < 2:
         names = [n for v in by_count.values() for n in v.values()]
         unknown = sum(info[n].method.train_samples is None for n in names)
@@ -222,10 +242,10 @@ def _claim6(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     primary = _primary(info, roles)
     kept = CLAIM_BY_NUMBER[6].rule()
     if not variants:
-        why = "no LoRA + routers rows"
+        why, run = "no LoRA + routers rows", roles.lora_routers
         return [
-            not_run(6, "LoRA + routers vs LoRA", why, **kept),
-            not_run(6, "LoRA + routers vs routers", why, metric="gold_logprob"),
+            _absent(6, "LoRA + routers vs LoRA", run, why, **kept),
+            _absent(6, "LoRA + routers vs routers", run, why, metric="gold_logprob"),
         ]
     r = _near(variants)
     a = variants[r]
@@ -234,7 +254,7 @@ def _claim6(info: Info, dense: str, roles: Roles) -> list[Comparison]:
         label = f"LoRA + routers at {_fmt_ratio(r)} vs LoRA"
         out.append(_cmp(info, 6, label, a, lora_only[0], lora_only[0], **kept))
     else:
-        out.append(not_run(6, "LoRA + routers vs LoRA", "no LoRA-only row", **kept))
+        out.append(_absent(6, "LoRA + routers vs LoRA", roles.lora, "no LoRA-only row", **kept))
     if primary is None or r not in primary[1]:
         why = "no MindSkip row at the same ratio"
         out.append(not_run(6, "LoRA + routers vs routers", why, metric="gold_logprob"))

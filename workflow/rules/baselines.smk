@@ -4,7 +4,7 @@ rule rank_importance:
     input:
         assets=ASSETS,
     output:
-        ranking=f"{R}/baselines/{{model}}/ranking-{{unit}}.json",
+        ranking=PATTERNS.ranking("{unit}"),
     params:
         baselines=baseline_settings("calibration_length"),
         split=split_settings(),
@@ -28,7 +28,7 @@ rule calibrate_thresholds:
     input:
         unpack(calibration_inputs),
     output:
-        calibration=f"{R}/baselines/{{model}}/{{run}}/calibration-{{ratio}}.json",
+        calibration=PATTERNS.calibration("{run}", "{ratio}"),
     params:
         baselines=baseline_settings(
             "calibration_length", "calibration_mode", "calibration_text", "calibration_samples"

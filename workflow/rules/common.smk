@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from mindskip.data.prepare import check_assets_config, check_eval_tasks
 from mindskip.data.packages import AssetPackageError
+from mindskip.paths import Paths
 from mindskip.plan import NATIVE, canonical, is_generated, plan
 from mindskip.report import FIGURES, TABLES
 from mindskip.schema import SCHEMA_PATH
@@ -39,6 +40,7 @@ def check_source_or_stop() -> None:
         raise WorkflowError(str(e)) from None
 PATHS = PLAN.paths
 R = PATHS.root  # every output below it (config: results)
+PATTERNS = Paths.patterns(R)  # the same paths with wildcards: what rules output
 MODEL = PATHS.model
 SUITE = PATHS.suite
 ASSETS = PATHS.assets
@@ -110,7 +112,7 @@ def run_inputs(wildcards) -> dict[str, str]:
     run = PLAN.runs[wildcards.run]
     out = {"assets": ASSETS} | data_inputs(run.entry["data"])
     if run.lora is not None:
-        out["lora"] = PATHS.lora(run.lora)
+        out |= PATHS.lora(run.lora).inputs()
     return out
 
 
@@ -157,10 +159,9 @@ def generated_datasets() -> list[str]:
 
 def calibration_inputs(wildcards) -> dict[str, str]:
     run = PLAN.runs[wildcards.run]
-    out = {"assets": ASSETS, "routers": PATHS.routers(wildcards.run)}
-    out["config"] = PATHS.router_config(wildcards.run)
+    out = {"assets": ASSETS} | PATHS.routers(wildcards.run).inputs()
     if run.lora is not None:
-        out["lora"] = PATHS.lora(run.lora)
+        out |= PATHS.lora(run.lora).inputs()
     return out
 
 
@@ -173,11 +174,11 @@ def profile_outputs() -> list[str]:
 
 
 def metrics_outputs() -> list[str]:
-    return [PATHS.metrics(run) for run in PLAN.runs]
+    return [str(PATHS.routers(run).metrics) for run in PLAN.runs]
 
 
 def lora_outputs() -> list[str]:
-    return [PATHS.lora(slug) for slug in PLAN.loras]
+    return [str(PATHS.lora(slug).weights) for slug in PLAN.loras]
 
 
 PAPER_DIR = str(Path(workflow.basedir).parent / "resources" / "paper")

@@ -4,10 +4,10 @@ rule evaluate:
     input:
         unpack(method_inputs),
     output:
-        scores=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.json",
-        item_log=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.items.jsonl.gz",
-        lm_eval=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.lm_eval.json",
-        prompts=f"{R}/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.prompts.jsonl.gz",
+        scores=PATTERNS.eval("{method}", "{ratio}"),
+        item_log=PATTERNS.items("{method}", "{ratio}"),
+        lm_eval=PATTERNS.lm_eval("{method}", "{ratio}"),
+        prompts=PATTERNS.prompts("{method}", "{ratio}"),
     params:
         method=method_params,
         label=method_label,

@@ -4,9 +4,9 @@ rule profile:
     input:
         unpack(profile_inputs),
     output:
-        csv=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.csv",
-        json=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.json",
-        md=f"{R}/profile/{{model}}/{{method}}/{{ratio}}/profile.md",
+        csv=PATTERNS.profile("{method}", "{ratio}"),
+        json=PATTERNS.profile("{method}", "{ratio}", "json"),
+        md=PATTERNS.profile("{method}", "{ratio}", "md"),
     params:
         method=method_params,
         label=method_label,

@@ -5,8 +5,8 @@ rule generate_data:
     input:
         assets=ASSETS,
     output:
-        data=f"{R}/data/{{model}}/{{dataset}}.jsonl",
-        manifest=f"{R}/data/{{model}}/{{dataset}}.manifest.json",
+        data=PATTERNS.data("{dataset}"),
+        manifest=PATTERNS.data_manifest("{dataset}"),
     params:
         generate=lambda wc: generation_settings(wc.dataset),
         source=lambda wc: config["datasets"][config["datasets"][wc.dataset]["generate"]],
@@ -27,9 +27,7 @@ rule train_lora:
     input:
         unpack(lora_inputs),
     output:
-        lora=f"{R}/lora/{{model}}/{{lora}}/lora.safetensors",
-        config=f"{R}/lora/{{model}}/{{lora}}/lora_config.json",
-        metrics=f"{R}/lora/{{model}}/{{lora}}/metrics.json",
+        **PATTERNS.lora("{lora}").outputs(),
     params:
         lora=lambda wc: canonical(PLAN.loras[wc.lora].entry),
         source=lambda wc: data_source(PLAN.loras[wc.lora].entry["data"]),
@@ -51,9 +49,7 @@ rule train_routers:
     input:
         unpack(run_inputs),
     output:
-        routers=f"{R}/routers/{{model}}/{{run}}/routers.safetensors",
-        config=f"{R}/routers/{{model}}/{{run}}/mindskip_config.json",
-        metrics=f"{R}/routers/{{model}}/{{run}}/metrics.json",
+        **PATTERNS.routers("{run}").outputs(),
     params:
         run=run_params,
         source=lambda wc: data_source(PLAN.runs[wc.run].entry["data"]),

@@ -3,8 +3,7 @@ one half of the held-out texts and checked on the other: held-out evaluation ite
 scoring format (calibration_text: eval), or the calibration / check parts of the records'
 split (records)."""
 
-from pathlib import Path
-
+from mindskip.artefacts import AdapterFolder, RouterFolder
 from mindskip.baselines import calibration_record
 from mindskip.data import record_text, training_records
 from mindskip.data.split import split_records
@@ -35,11 +34,11 @@ else:
     check = [record_text(r) for r in split.check]
 model, tok = load_model(m["source"], m["dtype"], m.get("device", "auto"))
 lora = sm.input.get("lora")
-prepare_method(model, Dense(lora=str(Path(lora).parent) if lora else None))
+prepare_method(model, Dense(lora=str(AdapterFolder.holding(lora).path) if lora else None))
 record = calibration_record(
     model,
     tok,
-    routers=str(Path(sm.input.routers).parent),
+    routers=str(RouterFolder.holding(sm.input.routers).path),
     target=float(sm.wildcards.ratio),
     fit=fit,
     check=check,

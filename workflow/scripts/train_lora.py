@@ -1,7 +1,6 @@
 """Shim: a LoRA-only fine-tune of the dense model (mindskip.train.train_lora)."""
 
-from pathlib import Path
-
+from mindskip.artefacts import AdapterFolder
 from mindskip.data import training_records
 from mindskip.data.split import split_records
 from mindskip.files import read_jsonl
@@ -25,7 +24,7 @@ train_lora(
     split.train,
     split.validation,
     recipe,
-    out_dir=Path(sm.output.lora).parent,
+    out_dir=AdapterFolder.holding(sm.output.lora).path,
     r=e["r"],
     data_source=f"{e['data']}: {sm.params.source}",
 )

@@ -1,8 +1,7 @@
 """Shim: Router-Tuning of one run (mindskip.train.train_routers) on its held-out split."""
 
-from pathlib import Path
-
 from mindskip import MindSkipConfig
+from mindskip.artefacts import AdapterFolder, RouterFolder
 from mindskip.data import training_records
 from mindskip.data.split import split_records
 from mindskip.files import read_jsonl
@@ -38,7 +37,7 @@ train_routers(
     split.validation,
     config,
     recipe,
-    out_dir=Path(sm.output.routers).parent,
-    lora_dir=str(Path(lora).parent) if lora else None,
+    out_dir=RouterFolder.holding(sm.output.routers).path,
+    lora_dir=AdapterFolder.holding(lora).path if lora else None,
     data_source=f"{run['data']}: {sm.params.source}",
 )

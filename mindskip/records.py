@@ -1,0 +1,98 @@
+"""What an evaluation record must hold for the report and the verdicts to read it: one
+JSON Schema, checked where the runner writes a record and where the report reads one.
+
+The schema names only what is read downstream (the scored rows, the planned method, the
+realised routing, the route, the per-item log); a record may hold more (provenance, the
+model's hash, the suite's settings). The planned method (``method.spec``) is optional
+here, since a record of the command line has none; the report reads it with
+:func:`mindskip.method.stored_method`, which refuses a record without it. A record that
+lacks a read key fails at the write, or at the read with the file and the key named,
+never as a blank cell later on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .files import ResultFileError
+
+_NUMBER = {"type": "number"}
+_MAYBE_NUMBER = {"type": ["number", "null"]}
+_PER_LAYER = {"type": "object", "additionalProperties": _NUMBER}
+_ROUTING_STATS = {
+    "type": ["object", "null"],
+    "properties": {
+        "skip_ratio": _MAYBE_NUMBER,
+        "num_layers": {"type": ["integer", "null"]},
+        "capacity_per_layer": _PER_LAYER,
+        "decisions_per_layer": {"type": ["object", "null"], "additionalProperties": _NUMBER},
+    },
+}
+
+EVALUATION_RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["rows", "method", "files"],
+    "properties": {
+        "rows": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["task", "metric", "value", "stderr", "n"],
+                "properties": {
+                    "task": {"type": "string"},
+                    "label": {"type": "string"},
+                    "metric": {"type": "string"},
+                    "value": _NUMBER,
+                    "stderr": _MAYBE_NUMBER,
+                    "n": {"type": "integer", "minimum": 1},
+                    "n_available": {"type": ["integer", "null"]},
+                    "chance": _MAYBE_NUMBER,
+                    "num_fewshot": {"type": ["integer", "null"]},
+                    "leaf_tasks": {"type": ["array", "null"], "items": {"type": "string"}},
+                },
+            },
+        },
+        "method": {  # a workflow job's holds the planned method (spec); the report needs it
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "required": ["name", "kind", "ratio"]},
+                "requested_skip_ratio": _MAYBE_NUMBER,
+            },
+        },
+        "routing": {
+            "type": ["object", "null"],
+            "properties": {
+                "realised": _ROUTING_STATS,
+                "realised_per_task": {
+                    "type": ["object", "null"],
+                    "additionalProperties": _ROUTING_STATS,
+                },
+            },
+        },
+        "run": {
+            "type": "object",
+            "properties": {"route_on": {"type": ["string", "null"]}},
+        },
+        "files": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {"items": {"type": "string"}},
+        },
+    },
+}
+
+
+def check_evaluation(record: Mapping[str, Any], where: str | Path) -> Mapping[str, Any]:
+    """``record`` if it holds what the report reads; else a :class:`ResultFileError`
+    naming ``where`` and the first key that is missing or of the wrong type."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(record, EVALUATION_RECORD)
+    except jsonschema.ValidationError as e:
+        key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ResultFileError(f"{where}: not an evaluation record at {key}: {e.message}") from None
+    return record

@@ -388,7 +388,7 @@ def test_a_display_name_changes_no_identity_and_is_recorded(tmp_path):
     assert labels["dense"] is None and labels["drop-attn-all"] is None
     assert all(q.label(n) is None for n in q.methods)  # no name: no label
     # the record: every eval record of the run carries it as method.spec["label"]
-    write_json(tmp_path / "cal.json", {"thresholds": {"20": 0.5}})
+    write_json(tmp_path / "cal.json", {"requested_skip_ratio": 0.25, "thresholds": {"20": 0.5}})
     inputs = {
         "routers": str(tmp_path / "r" / "routers.safetensors"),
         "calibration": str(tmp_path / "cal.json"),

@@ -241,7 +241,7 @@ def test_claims_table_decides_claim_4_and_says_what_did_not_run(fixture_results,
     assert "holds" in md and "[" in md
 
 
-def test_a_planned_run_that_has_not_finished_is_not_asked_for_again(fixture_results):
+def test_a_planned_run_that_has_not_finished_is_not_asked_for_again(fixture_results, tmp_path):
     """A claim whose runs the plan names but whose records are missing says the runs have
     not finished (resume), not that the config should be edited to add them."""
     roles = Roles(
@@ -261,6 +261,15 @@ def test_a_planned_run_that_has_not_finished_is_not_asked_for_again(fixture_resu
         assert "resume the workflow" in notes[key] and "add" not in notes[key]
     block = notes[(2, "attention vs block (sequence routing)")]  # not in the plan
     assert block.startswith("no such router run; to run it: add")
+    # the 500-sample run has scored natively, not yet at the swept ratio
+    spec = {"name": "r5", "kind": "router", "ratio": "native"} | RUN
+    r5 = _record(
+        tmp_path, spec | {"run": "r5", "train_samples": 500}, 0.1, {"t1": set(), "t2": set()}, 0.2
+    )
+    analysis = analyse_runs(load_runs([*fixture_results["evals"], r5]), roles)
+    (c5,) = [c for c in analysis.comparisons if c.claim == 5]
+    assert c5.note.startswith("no swept ratio scored for every count yet; to run it: set")
+    assert "resume the workflow" in c5.note
 
 
 def test_tables_hold_numbers_and_the_markdown_the_strings(fixture_results, tmp_path):

@@ -221,8 +221,9 @@ def _claim5(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     common = set.intersection(*(set(by_count[c]) for c in counts))
     r = _near(common)
     if r is None:
-        why = "no swept ratio common to every count"
-        return [not_run(5, "quality vs train_samples", why, edit="set `sweep: true` on each")]
+        why = "no swept ratio scored for every count yet"
+        edit = f"set `sweep: true` on each; where it is set, {RESUME}"
+        return [not_run(5, "quality vs train_samples", why, edit=edit)]
     out = []
     for lo, hi in zip(counts, counts[1:], strict=False):
         last = hi == counts[-1]

@@ -297,6 +297,14 @@ def plan(config: Mapping[str, Any]) -> Plan:
                 f"config 'routers' entry {i}: lora {lora_name!r} is not the name of a 'lora' "
                 f"entry (known: {sorted(k for k in lora_names if k)})"
             )
+        if entry.get("lora_r"):
+            raise ValueError(
+                f"config 'routers' entry {i}: lora_r {entry['lora_r']} trains LoRA adapters "
+                "jointly with the routers, which the workflow does not score (its evaluation "
+                "would load the routers without them); the paper's LoRA setting is a 'lora' "
+                "entry and 'lora: <its name>' on this entry (joint training stays a library "
+                "option: mindskip.train.TrainConfig(lora_r=...))"
+            )
         sweep = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
         run = Run.of(entry, sweep, loras[lora_names[lora_name]] if lora_name else None)
         recipe = {**(config.get("recipe") or {}), **(run.entry.get("recipe") or {})}

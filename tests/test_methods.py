@@ -104,7 +104,7 @@ def test_every_identity_setting_makes_another_run():
     twin["routers"].append(dict(twin["routers"][0]))
     with pytest.raises(ValueError, match="same run"):
         plan(twin)
-    for key, value in (("capacity_lambda", 1.0), ("train_samples", 64), ("lora_r", 4)):
+    for key, value in (("capacity_lambda", 1.0), ("train_samples", 64)):
         other = copy.deepcopy(base)
         other["routers"].append({**other["routers"][0], key: value})
         slugs = list(plan(other).runs)
@@ -113,6 +113,15 @@ def test_every_identity_setting_makes_another_run():
     other["routers"].append({**other["routers"][0], "sweep": False})  # not an identity
     with pytest.raises(ValueError, match="same run"):
         plan(other)
+
+
+def test_joint_lora_is_refused_before_any_job_runs():
+    """A routers entry with lora_r > 0 would train adapters the evaluation never loads: the
+    plan refuses it and names the paper's LoRA setting instead."""
+    config = _config()
+    config["routers"][0]["lora_r"] = 4
+    with pytest.raises(ValueError, match="entry 0: lora_r 4 trains LoRA adapters jointly"):
+        plan(config)
 
 
 def test_unknown_dataset_or_lora_is_named():

@@ -98,6 +98,25 @@ def test_dry_run_full_config(tmp_path):
     assert outputs and all(o.startswith("results/full/") or "results/assets" in o for o in outputs)
 
 
+def test_dry_run_full_config_of_the_second_model(tmp_path):
+    """config/full-gemma3.yaml: the part of the matrix that fits on Gemma-3 270M, under its
+    own root; static drop covers k = 2..6 of 18 without scoring one k twice."""
+    config = ROOT / "config" / "full-gemma3.yaml"
+    jobs = planned_jobs("--configfile", str(config), cwd=tmp_path)
+    assert jobs["train_routers"] == 4 and "train_lora" not in jobs
+    assert jobs["calibrate_thresholds"] == 2 + 3  # the swept run at 2 ratios, 3 others at 0.25
+    static = (2 + 3) * 2  # 2 swept + 3 static ratios, over the routed and over all layers
+    # dense, every run natively, the swept run and its pattern at 2 ratios, static, others
+    assert jobs["evaluate"] == 1 + 4 + 2 * 2 + static + 3
+    out = snakemake("--dry-run", "--configfile", str(config), cwd=tmp_path)
+    outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
+    assert outputs and all(
+        o.startswith("results/full-gemma3/") or "results/assets" in o for o in outputs
+    )
+    drops = {o for o in outputs if "/eval/gemma3-270m/drop-attn" in o and o.endswith(".json")}
+    assert {round(float(o.split("/")[-2]) * 18) for o in drops} == {2, 3, 4, 5, 6}
+
+
 def test_dry_run_through_the_slurm_profile(tmp_path):
     """The SLURM profile (official executor plugin) parses and plans the paper's jobs, with
     the GPU resources it sets per rule."""

@@ -176,7 +176,8 @@ def progress(config: dict[str, Any], config_path: Path) -> tuple[bool, list[str]
         done = sum(f.is_file() for f in files)
         complete &= done == len(files)
         lines.append(f"| {stage} | {done} | {len(files)} |")
-    missing = sorted(f"{m}@{r}" for m, r in p.eval_jobs if not Path(p.paths.eval(m, r)).is_file())
+    scored = dict(zip(p.eval_jobs, stages["scorings"], strict=True))
+    missing = sorted(f"{m}@{r}" for (m, r), f in scored.items() if not f.is_file())
     if missing:
         lines += ["", "Scorings not finished: " + ", ".join(f"`{m}`" for m in missing) + "."]
     lines += [

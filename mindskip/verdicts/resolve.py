@@ -51,13 +51,16 @@ def _claim1(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     return [_cmp(info, 1, label, variants[r], dense, dense, **CLAIM_BY_NUMBER[1].rule())]
 
 
+def _unfinished(runs: str) -> str:
+    return f"planned ({runs}) but not finished: no evaluation record of it yet"
+
+
 def _absent(claim: int, what: str, planned: str | None, why: str, **kw: object) -> Comparison:
     """A comparison without records: ``planned`` names the run the plan gave the role (its
     records have not been written yet: the workflow has not finished), else ``why`` says
     what the config lacks and the note names the edit."""
     if planned is not None:
-        note = f"planned ({planned}) but not finished: no evaluation record of it yet"
-        return not_run(claim, what, note, edit=RESUME, **kw)
+        return not_run(claim, what, _unfinished(planned), edit=RESUME, **kw)
     return not_run(claim, what, why, **kw)
 
 
@@ -211,7 +214,7 @@ def _claim5(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     counts = sorted(by_count)
     if len(counts) < 2 and len(roles.samples) >= 2:
         waiting = ", ".join(run for c, run in sorted(roles.samples.items()) if c not in by_count)
-        why = f"planned ({waiting}) but not finished: no evaluation record of it yet"
+        why = _unfinished(waiting)
         return [not_run(5, "quality vs train_samples", why, edit=RESUME)]
     if len(counts) < 2:
         names = [n for v in by_count.values() for n in v.values()]

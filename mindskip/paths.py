@@ -3,7 +3,9 @@
 The workflow's rules and :meth:`mindskip.plan.Plan.inputs` take their paths from here: the
 rules from :meth:`Paths.patterns` (the same paths with Snakemake's wildcards in place of
 the model, suite and names), the plan's inputs from the concrete ones. Trained artefacts
-are folders (:mod:`mindskip.artefacts`) that know their own file names.
+are folders (:mod:`mindskip.artefacts`) that know their own file names. Every job's log
+and Snakemake benchmark (:meth:`Paths.job`) mirror each other below ``logs/`` and
+``logs/benchmarks/``, named by the job's stage (the README's stage times group by it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .artefacts import AdapterFolder, RouterFolder
+
+# A job's log and benchmark path below ``logs/`` and ``logs/benchmarks/``: its stage (the
+# first part), then the names the job is for ({0}, {1}: the arguments of Paths.job).
+_JOBS: dict[str, tuple[str, int]] = {
+    "prepare_assets": ("prepare_assets", 0),
+    "roles": ("roles", 0),
+    "report": ("report", 0),
+    "data": ("data/{model}/{0}", 1),  # a generated dataset
+    "lora": ("lora/{model}/{0}", 1),  # a LoRA fine-tune
+    "train": ("train/{model}/{0}", 1),  # a router run
+    "ranking": ("baselines/{model}/ranking-{0}", 1),  # a unit
+    "calibration": ("baselines/{model}/{0}/calibration-{1}", 2),  # run, ratio
+    "eval": ("eval/{model}/{0}/{1}/{suite}", 2),  # method, ratio
+    "profile": ("profile/{model}/{0}/{1}", 2),  # method, ratio
+}
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Where a job logs (``log:``) and where Snakemake times it (``benchmark:``)."""
+
+    log: str
+    benchmark: str
 
 
 @dataclass(frozen=True)
@@ -28,6 +53,31 @@ class Paths:
         """The paths as Snakemake patterns: ``{model}`` and ``{suite}`` wildcards; pass
         ``"{run}"``, ``"{method}"``, ``"{ratio}"`` ... to the methods for the others."""
         return cls(model="{model}", suite="{suite}", root=root)
+
+    @property
+    def logs(self) -> str:
+        return f"{self.root}/logs"
+
+    @property
+    def benchmarks(self) -> str:
+        """Snakemake's benchmark TSVs (one per job), grouped by stage below it."""
+        return f"{self.logs}/benchmarks"
+
+    def job(self, stage: str, *names: str) -> JobFiles:
+        """The log and benchmark of a job of ``stage`` (see ``_JOBS``) for ``names``."""
+        if stage not in _JOBS:
+            raise ValueError(f"no job stage {stage!r}: one of {sorted(_JOBS)}")
+        template, count = _JOBS[stage]
+        if len(names) != count:
+            raise ValueError(f"job stage {stage!r} takes {count} name(s), got {names!r}")
+        stem = template.format(*names, model=self.model, suite=self.suite)
+        return JobFiles(f"{self.logs}/{stem}.log", f"{self.benchmarks}/{stem}.tsv")
+
+    def table(self, name: str, ext: str) -> str:
+        return f"{self.root}/tables/{name}.{ext}"
+
+    def figure(self, name: str, ext: str) -> str:
+        return f"{self.root}/figures/{name}.{ext}"
 
     def routers(self, run: str) -> RouterFolder:
         return RouterFolder(f"{self.root}/routers/{self.model}/{run}")

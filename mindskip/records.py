@@ -1,5 +1,5 @@
-"""What an evaluation record must hold for the report and the verdicts to read it: one
-JSON Schema, checked where the runner writes a record and where the report reads one.
+"""What an evaluation or a profile record must hold for the report and the verdicts to
+read it: one JSON Schema each, checked where the record is written and where it is read.
 
 The schema names only what is read downstream (the scored rows, the planned method, the
 realised routing, the route, the per-item log); a record may hold more (provenance, the
@@ -31,6 +31,14 @@ _ROUTING_STATS = {
     },
 }
 
+_METHOD = {  # a workflow job's holds the planned method (spec); the report needs it
+    "type": "object",
+    "properties": {
+        "spec": {"type": "object", "required": ["name", "kind", "ratio"]},
+        "requested_skip_ratio": _MAYBE_NUMBER,
+    },
+}
+
 EVALUATION_RECORD: dict[str, Any] = {
     "type": "object",
     "required": ["rows", "method", "files"],
@@ -55,13 +63,7 @@ EVALUATION_RECORD: dict[str, Any] = {
                 },
             },
         },
-        "method": {  # a workflow job's holds the planned method (spec); the report needs it
-            "type": "object",
-            "properties": {
-                "spec": {"type": "object", "required": ["name", "kind", "ratio"]},
-                "requested_skip_ratio": _MAYBE_NUMBER,
-            },
-        },
+        "method": _METHOD,
         "routing": {
             "type": ["object", "null"],
             "properties": {
@@ -85,14 +87,69 @@ EVALUATION_RECORD: dict[str, Any] = {
 }
 
 
+# What every profile row holds (profile.csv holds the same rows as profile.json's
+# ``rows``): the regime, the variant, its skip ratio, how many timed repeats and whether it
+# ran. Its speed against dense in the same process and the CI come with the repeats (a row
+# without timings, or too few repeats for a CI, leaves them out); typed where present.
+PROFILE_ROW_KEYS = (
+    "method", "variant", "phase", "cache", "batch", "prompt_len", "new_tokens", "repeats",
+    "skip_ratio", "status",
+)  # fmt: skip
+PROFILE_RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["rows", "versions", "environment"],
+    "properties": {
+        "rows": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": list(PROFILE_ROW_KEYS),
+                "properties": {
+                    "method": {"type": "string"},
+                    "variant": {"enum": ["dense", "mindskip", "ceiling"]},
+                    "phase": {"enum": ["prefill", "decode"]},
+                    "cache": {"type": "string"},
+                    "batch": {"type": "integer", "minimum": 1},
+                    "prompt_len": {"type": "integer", "minimum": 1},
+                    "new_tokens": {"type": "integer", "minimum": 0},
+                    "repeats": {"type": "integer", "minimum": 0},
+                    "skip_ratio": _MAYBE_NUMBER,
+                    "speedup": _MAYBE_NUMBER,
+                    "speedup_ci_low": _MAYBE_NUMBER,
+                    "speedup_ci_high": _MAYBE_NUMBER,
+                    "resolved": {"type": ["boolean", "null"]},
+                    "status": {"type": "string"},
+                },
+            },
+        },
+        "method": _METHOD,
+        "versions": {"type": "object"},
+        "environment": {"type": "object"},
+    },
+}
+
+
 def check_evaluation(record: Mapping[str, Any], where: str | Path) -> Mapping[str, Any]:
     """``record`` if it holds what the report reads; else a :class:`ResultFileError`
     naming ``where`` and the first key that is missing or of the wrong type."""
+    return _check(record, EVALUATION_RECORD, "an evaluation record", where)
+
+
+def check_profile(record: Mapping[str, Any], where: str | Path) -> Mapping[str, Any]:
+    """``record`` if it holds what the speed tables read (:data:`PROFILE_RECORD`); else a
+    :class:`ResultFileError` naming ``where`` and the key."""
+    return _check(record, PROFILE_RECORD, "a profile record", where)
+
+
+def _check(
+    record: Mapping[str, Any], schema: Mapping[str, Any], what: str, where: str | Path
+) -> Mapping[str, Any]:
     import jsonschema
 
     try:
-        jsonschema.validate(record, EVALUATION_RECORD)
+        jsonschema.validate(record, schema)
     except jsonschema.ValidationError as e:
         key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ResultFileError(f"{where}: not an evaluation record at {key}: {e.message}") from None
+        raise ResultFileError(f"{where}: not {what} at {key}: {e.message}") from None
     return record

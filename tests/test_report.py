@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ import pandas as pd
 import pytest
 
 from mindskip.evaluate.items import write_items
-from mindskip.records import check_evaluation
+from mindskip.records import check_evaluation, check_profile
 from mindskip.report import analyse_runs, build_report, eval_frame, load_runs, sweep_points
-from mindskip.report.collect import layer_frame
+from mindskip.report.collect import collect_profiles, layer_frame
 from mindskip.report.figures import figure_layer_skip, figure_quality_vs_skip
 from mindskip.roles import Roles, write_roles
 
@@ -106,18 +107,21 @@ def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
         prof.parent.mkdir(parents=True)
         regime = {"phase": "prefill", "batch": 1, "prompt_len": 8, "new_tokens": 0}
         common = {**regime, "cache": "dynamic", "skip_ratio": 0.25, "aten_ops": 10}
-        common |= {"kv_cache_bytes": -1, "repeats": 5}
-        pd.DataFrame(
-            [
-                {**common, "variant": "dense", "speedup": 1.0},
-                {**common, "variant": "mindskip", "speedup": speed, "speedup_ci_low": lo,
-                 "speedup_ci_high": speed + 0.05, "achieved_vs_ceiling": speed / ceiling},
-                {**common, "variant": "ceiling", "speedup": ceiling, "speedup_ci_low": 1.08,
-                 "speedup_ci_high": 1.15},
-            ]
-        ).to_csv(prof, index=False)  # fmt: skip
+        common |= {"kv_cache_bytes": -1, "repeats": 5, "method": "r1", "status": "ok"}
+        common |= {"speedup_ci_low": None, "speedup_ci_high": None, "resolved": False}
+        rows = [
+            {**common, "variant": "dense", "speedup": 1.0},
+            {**common, "variant": "mindskip", "speedup": speed, "speedup_ci_low": lo,
+             "speedup_ci_high": speed + 0.05, "achieved_vs_ceiling": speed / ceiling,
+             "resolved": lo > 1},
+            {**common, "variant": "ceiling", "speedup": ceiling, "speedup_ci_low": 1.08,
+             "speedup_ci_high": 1.15, "resolved": True},
+        ]  # fmt: skip
+        pd.DataFrame(rows).to_csv(prof, index=False)
         spec = {"name": "r1", "kind": "router", "ratio": ratio, **RUN}
-        prof.with_suffix(".json").write_text(json.dumps({"method": {"spec": spec}, "rows": []}))
+        record = {"method": {"spec": spec}, "rows": rows, "versions": {}, "environment": {}}
+        check_profile(record, prof)  # the schema the profiler writes by
+        prof.with_suffix(".json").write_text(json.dumps(record))
         profiles.append(prof)
     metrics = tmp_path / "r1" / "metrics.json"
     metrics.write_text(
@@ -197,6 +201,53 @@ def test_every_committed_evaluation_record_holds_what_the_report_reads():
     assert len(records) > 50
     for path in records:
         check_evaluation(json.loads(path.read_text()), path)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda r: r["rows"][1].pop("status"), "not a profile record at rows.1"),
+        (lambda r: r["rows"][1].update(speedup="1.2"), "not a profile record at rows.1.speedup"),
+        (lambda r: r["rows"][0].update(variant="fast"), "not a profile record at rows.0.variant"),
+        (lambda r: r["rows"][2].update(batch=0), "not a profile record at rows.2.batch"),
+        (lambda r: r.update(rows=[]), "not a profile record at rows"),
+        (lambda r: r["rows"].pop(), "not the rows of its profile.json"),  # CSV has 3
+    ],
+)
+def test_a_profile_the_speed_tables_cannot_read_is_refused(
+    fixture_results, tmp_path, change, error
+):
+    prof = tmp_path / "p" / "profile.csv"
+    prof.parent.mkdir()
+    shutil.copy(fixture_results["profiles"][1], prof)
+    record = json.loads(fixture_results["profiles"][1].with_suffix(".json").read_text())
+    change(record)
+    prof.with_suffix(".json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=re.escape(error)):
+        collect_profiles([prof])
+
+
+def test_every_committed_profile_record_holds_what_the_speed_tables_read():
+    records = sorted(Path(__file__).resolve().parents[1].glob("results/**/profile.json"))
+    assert records
+    for path in records:
+        check_profile(json.loads(path.read_text()), path)
+    assert len(collect_profiles([p.with_suffix(".csv") for p in records])) > 0
+
+
+def test_the_profiler_writes_no_record_the_speed_tables_cannot_read(tmp_path):
+    from mindskip.profile.output import write_results
+
+    class Result:  # what write_results reads of a ProfileResult
+        env = {"model": "m", "gpu": None, "device": "cpu", "dtype": "float32"}
+        stamp = {"versions": {}, "environment": {"torch_threads": 1}}
+        record: dict = {}
+        config: dict = {}
+        rows = [{"variant": "dense", "phase": "prefill"}]  # no speed, no regime
+
+    with pytest.raises(ValueError, match="not a profile record at rows.0"):
+        write_results(Result(), tmp_path / "out")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_the_runner_writes_no_record_the_report_cannot_read(fixture_results, tmp_path):
@@ -318,7 +369,6 @@ def test_report_module_does_not_import_torch():
 
 def test_report_of_what_has_finished_under_a_results_root(fixture_results, tmp_path, capsys):
     """``python -m mindskip.report --results ROOT`` finds the finished files by layout."""
-    import shutil
 
     from mindskip.report import TABLES
     from mindskip.report.__main__ import main

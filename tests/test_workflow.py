@@ -96,6 +96,20 @@ def test_dry_run_full_config(tmp_path):
     out = snakemake("--dry-run", "--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(o.startswith("results/full/") or "results/assets" in o for o in outputs)
+    # every job but `all` and `report` logs and is timed, both below the run's logs/ under
+    # the same name (Paths.job); the README's stage times group the benchmarks by stage
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", out.stdout)
+    logs = {}
+    for block in blocks:
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        if not rule or rule.group(1) in ("all", "report"):
+            continue
+        log = re.search(r"\n\s+log: (\S+)", block).group(1)
+        bench = re.search(r"\n\s+benchmark: (\S+)", block).group(1)
+        stem = log.removeprefix("results/full/logs/").removesuffix(".log")
+        assert bench == f"results/full/logs/benchmarks/{stem}.tsv", (rule.group(1), log, bench)
+        logs[log] = rule.group(1)
+    assert len(logs) == sum(jobs.values()) - 2  # one log per job: none shared
 
 
 def test_dry_run_full_config_of_the_second_model(tmp_path):
@@ -404,3 +418,26 @@ def test_a_killed_workflow_resumes_without_redoing_or_accepting_half_outputs(
             elif "eval" in ours.parts and ours.name.endswith("embedded.json"):
                 a, b = (json.loads(p.read_text()) for p in (ours, theirs))
                 assert [r["value"] for r in a["rows"]] == [r["value"] for r in b["rows"]], ours
+
+
+def test_no_rule_spells_a_path_of_its_own():
+    """Every path a rule writes comes from mindskip.paths (outputs, logs, benchmarks,
+    tables, figures): a results root or a logs folder spelled in a rule file would drift
+    from the one the plan, the report and the README read."""
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        assert "logs/" not in text and "/tables/" not in text and "/figures/" not in text, smk
+
+
+def test_a_job_log_is_named_by_its_stage_and_its_names():
+    from mindskip.paths import Paths
+
+    paths = Paths(model="m", suite="s", root="out")
+    job = paths.job("calibration", "run1", "0.250")
+    assert job.log == "out/logs/baselines/m/run1/calibration-0.250.log"
+    assert job.benchmark == "out/logs/benchmarks/baselines/m/run1/calibration-0.250.tsv"
+    assert paths.job("eval", "dense", "native").log == "out/logs/eval/m/dense/native/s.log"
+    with pytest.raises(ValueError, match="takes 2 name"):
+        paths.job("eval", "dense")
+    with pytest.raises(ValueError, match="no job stage 'evaluate'"):
+        paths.job("evaluate", "dense", "native")

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..files import write_csv, write_json, write_text
 from ..provenance import stamp
+from ..records import check_profile
 from ..surgery import decoder_layers
 from .config import ProfileConfig
 from .inputs import Inputs
@@ -93,9 +94,10 @@ def write_results(result: ProfileResult, out_dir: str | Path) -> Path:
         }
         for r in result.rows
     ]
-    write_csv(out / "profile.csv", rows, FIELDS)
     doc = {**result.stamp, **result.record, "measurement": env, "config": result.config}
     doc["rows"] = rows
+    check_profile(doc, out / "profile.json")  # what the speed tables read, before any write
+    write_csv(out / "profile.csv", rows, FIELDS)
     write_json(out / "profile.json", doc, indent=1)
     write_text(out / "profile.md", to_markdown(result))
     return out

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from ..evaluate.items import read_items
-from ..files import read_json
+from ..files import ResultFileError, read_json
 from ..method import Method, stored_method
-from ..records import check_evaluation
+from ..records import PROFILE_ROW_KEYS, check_evaluation, check_profile
 from ..roles import Roles
 from ..verdicts import POOLED, Analysis, analyse, dynamic_share, method_info
 from ..verdicts.metrics import N_BOOT
@@ -220,9 +220,16 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for p in paths:
         p = Path(p)
-        doc = read_json(p.with_suffix(".json"), "profile record")
-        method, ratio = stored_method(doc, p.with_suffix(".json"))
+        record = p.with_suffix(".json")
+        doc = check_profile(read_json(record, "profile record"), record)
+        method, ratio = stored_method(doc, record)
         df = pd.read_csv(p)
+        missing = [k for k in PROFILE_ROW_KEYS if k not in df.columns]
+        if missing or len(df) != len(doc["rows"]):
+            raise ResultFileError(
+                f"{p}: not the rows of its profile.json (missing columns {missing}, "
+                f"{len(df)} rows against {len(doc['rows'])})"
+            )
         df["regime"] = [_regime_label(r) for _, r in df.iterrows()]
         ceilings = df[df["variant"] == "ceiling"].set_index("regime")
         for _, r in df[df["variant"] == "mindskip"].iterrows():

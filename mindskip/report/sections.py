@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..paths import Paths
 from .findings import findings
 from .tables import published_scores
 
@@ -22,7 +23,7 @@ BIGBENCH_COMMIT = "c8a2c957b5d6e8d59b3ed203f435b168f0518d60"  # the last BIG-ben
 def stage_seconds(root: Path) -> dict[str, tuple[int, float]]:
     """(job count, summed job seconds) per rule, from Snakemake's benchmark TSVs."""
     out: dict[str, list[float]] = defaultdict(list)
-    bench = root / "logs" / "benchmarks"
+    bench = Path(Paths.patterns(str(root)).benchmarks)
     for tsv in sorted(bench.rglob("*.tsv")):
         rule = tsv.relative_to(bench).parts[0].removesuffix(".tsv")
         rule = {"baselines": "rank + calibrate"}.get(rule, rule)

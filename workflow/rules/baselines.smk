@@ -13,9 +13,9 @@ rule rank_importance:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/baselines/{{model}}/ranking-{{unit}}.log",
+        PATTERNS.job("ranking", "{unit}").log,
     benchmark:
-        f"{R}/logs/benchmarks/baselines/{{model}}/ranking-{{unit}}.tsv"
+        PATTERNS.job("ranking", "{unit}").benchmark
     script:
         "../scripts/rank_importance.py"
 
@@ -38,8 +38,8 @@ rule calibrate_thresholds:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/baselines/{{model}}/{{run}}/calibration-{{ratio}}.log",
+        PATTERNS.job("calibration", "{run}", "{ratio}").log,
     benchmark:
-        f"{R}/logs/benchmarks/baselines/{{model}}/{{run}}/calibration-{{ratio}}.tsv"
+        PATTERNS.job("calibration", "{run}", "{ratio}").benchmark
     script:
         "../scripts/calibrate_thresholds.py"

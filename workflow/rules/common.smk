@@ -39,8 +39,7 @@ def check_source_or_stop() -> None:
         logger.error(f"mindskip: {e}")
         raise WorkflowError(str(e)) from None
 PATHS = PLAN.paths
-R = PATHS.root  # every output below it (config: results)
-PATTERNS = Paths.patterns(R)  # the same paths with wildcards: what rules output
+PATTERNS = Paths.patterns(PATHS.root)  # the same paths with wildcards: what rules output
 MODEL = PATHS.model
 SUITE = PATHS.suite
 ASSETS = PATHS.assets
@@ -191,8 +190,8 @@ def published_inputs() -> list[str]:
 
 
 def report_outputs() -> list[str]:
-    out = [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
-    out += [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    out = [PATHS.table(t, ext) for t in TABLES for ext in ("csv", "md", "tex")]
+    out += [PATHS.figure(f, ext) for f in FIGURES for ext in ("png", "pdf")]
     return out
 
 

@@ -16,8 +16,8 @@ rule evaluate:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.log",
+        PATTERNS.job("eval", "{method}", "{ratio}").log,
     benchmark:
-        f"{R}/logs/benchmarks/eval/{{model}}/{{method}}/{{ratio}}/{{suite}}.tsv"
+        PATTERNS.job("eval", "{method}", "{ratio}").benchmark
     script:
         "../scripts/evaluate.py"

@@ -10,8 +10,8 @@ rule prepare_assets:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/prepare_assets.log",
+        PATHS.job("prepare_assets").log,
     benchmark:
-        f"{R}/logs/benchmarks/prepare_assets.tsv"
+        PATHS.job("prepare_assets").benchmark
     script:
         "../scripts/prepare_assets.py"

@@ -15,8 +15,8 @@ rule profile:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/profile/{{model}}/{{method}}/{{ratio}}.log",
+        PATTERNS.job("profile", "{method}", "{ratio}").log,
     benchmark:
-        f"{R}/logs/benchmarks/profile/{{model}}/{{method}}/{{ratio}}.tsv"
+        PATTERNS.job("profile", "{method}", "{ratio}").benchmark
     script:
         "../scripts/profile.py"

@@ -7,9 +7,9 @@ rule roles:
     params:
         roles=PLAN.roles.to_dict(),
     log:
-        f"{R}/logs/roles.log",
+        PATHS.job("roles").log,
     benchmark:
-        f"{R}/logs/benchmarks/roles.tsv"
+        PATHS.job("roles").benchmark
     conda:
         "../envs/mindskip.yaml"
     script:
@@ -28,10 +28,10 @@ rule report:
         paper=workflow.source_path("../../resources/paper/main_results.csv"),
         published=published_inputs(),
     output:
-        tables=[f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")],
-        pdfs=[f"{R}/figures/{f}.pdf" for f in FIGURES],
+        tables=[PATHS.table(t, ext) for t in TABLES for ext in ("csv", "md", "tex")],
+        pdfs=[PATHS.figure(f, "pdf") for f in FIGURES],
         pngs=[
-            report(f"{R}/figures/{f}.png", category="Figures", caption="../report/figure.rst")
+            report(PATHS.figure(f, "png"), category="Figures", caption="../report/figure.rst")
             for f in FIGURES
         ],
     params:
@@ -40,6 +40,6 @@ rule report:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/report.log",
+        PATHS.job("report").log,
     script:
         "../scripts/report.py"

@@ -15,9 +15,9 @@ rule generate_data:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/data/{{model}}/{{dataset}}.log",
+        PATTERNS.job("data", "{dataset}").log,
     benchmark:
-        f"{R}/logs/benchmarks/data/{{model}}/{{dataset}}.tsv"
+        PATTERNS.job("data", "{dataset}").benchmark
     script:
         "../scripts/generate_data.py"
 
@@ -37,9 +37,9 @@ rule train_lora:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/lora/{{model}}/{{lora}}.log",
+        PATTERNS.job("lora", "{lora}").log,
     benchmark:
-        f"{R}/logs/benchmarks/lora/{{model}}/{{lora}}.tsv"
+        PATTERNS.job("lora", "{lora}").benchmark
     script:
         "../scripts/train_lora.py"
 
@@ -59,8 +59,8 @@ rule train_routers:
     conda:
         "../envs/mindskip.yaml"
     log:
-        f"{R}/logs/train/{{model}}/{{run}}.log",
+        PATTERNS.job("train", "{run}").log,
     benchmark:
-        f"{R}/logs/benchmarks/train/{{model}}/{{run}}.tsv"
+        PATTERNS.job("train", "{run}").benchmark
     script:
         "../scripts/train_routers.py"

@@ -108,6 +108,7 @@ def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
         regime = {"phase": "prefill", "batch": 1, "prompt_len": 8, "new_tokens": 0}
         common = {**regime, "cache": "dynamic", "skip_ratio": 0.25, "aten_ops": 10}
         common |= {"kv_cache_bytes": -1, "repeats": 5, "method": "r1", "status": "ok"}
+        common |= {"threads": 2}
         common |= {"speedup_ci_low": None, "speedup_ci_high": None, "resolved": False}
         rows = [
             {**common, "variant": "dense", "speedup": 1.0},
@@ -120,6 +121,9 @@ def fixture_results(tmp_path: Path) -> dict[str, list[Path]]:
         pd.DataFrame(rows).to_csv(prof, index=False)
         spec = {"name": "r1", "kind": "router", "ratio": ratio, **RUN}
         record = {"method": {"spec": spec}, "rows": rows, "versions": {}, "environment": {}}
+        busy = ratio == "0.250"  # other work shared the CPU while this one was timed
+        record["measurement"] = {"loadavg_start": [3.5 if busy else 0.4, 1.0, 1.0]}
+        record["measurement"]["loadavg_end"] = [4.2 if busy else 2.1, 1.0, 1.0]
         check_profile(record, prof)  # the schema the profiler writes by
         prof.with_suffix(".json").write_text(json.dumps(record))
         profiles.append(prof)
@@ -345,6 +349,8 @@ def test_tables_hold_numbers_and_the_markdown_the_strings(fixture_results, tmp_p
     speed = pd.read_csv(tmp_path / "tables" / "speed.csv")
     flags = speed.set_index("ratio")["skip_ratios_differ"]
     assert bool(flags["native"]) and not bool(flags["0.250"])  # 0.25 profiled vs 0.2 scored
+    speed_md = (tmp_path / "tables" / "speed.md").read_text()
+    assert "| 0.4-2.1 / 2 " in speed_md and "| 3.5-4.2 / 2 " in speed_md  # the load it ran under
     training = pd.read_csv(tmp_path / "tables" / "training.csv")
     assert training.iloc[0]["paper avg at this size (Llama-3-8B-Instruct)"] == pytest.approx(63.8)
 

@@ -5,6 +5,7 @@ stored in it), never from a folder name."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,8 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
         doc = check_profile(read_json(record, "profile record"), record)
         method, ratio = stored_method(doc, record)
         df = pd.read_csv(p)
+        taken = doc.get("measurement") or doc.get("env") or {}  # older records: "env"
+        load = [(taken.get(k) or [math.nan])[0] for k in ("loadavg_start", "loadavg_end")]
         missing = [k for k in PROFILE_ROW_KEYS if k not in df.columns]
         if missing or len(df) != len(doc["rows"]):
             raise ResultFileError(
@@ -244,6 +247,8 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
                     "ceiling_speedup": None if c is None else c.get("speedup"),
                     "ceiling_ci_low": None if c is None else c.get("speedup_ci_low"),
                     "ceiling_ci_high": None if c is None else c.get("speedup_ci_high"),
+                    "load_start": load[0],
+                    "load_end": load[1],
                 }
             )
     return pd.DataFrame(rows)

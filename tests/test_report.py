@@ -231,6 +231,26 @@ def test_a_profile_the_speed_tables_cannot_read_is_refused(
         collect_profiles([prof])
 
 
+def test_a_regime_timed_at_or_below_zero_gives_no_speed_ratio(fixture_results, tmp_path):
+    """A decode timed as generate(N) - generate(1) can come out <= 0 on a loaded machine;
+    no ratio of that regime is a speed, and the table says so instead of a CI."""
+    from mindskip.report.tables import speed_table
+
+    prof = tmp_path / "p" / "profile.csv"
+    prof.parent.mkdir()
+    shutil.copy(fixture_results["profiles"][0].with_suffix(".json"), prof.with_suffix(".json"))
+    df = pd.read_csv(fixture_results["profiles"][0])
+    df["time_s_min"] = [0.2, -0.01, 0.1]  # the routed variant's fastest repeat: not a time
+    df.to_csv(prof, index=False)
+    evals = pd.DataFrame(columns=["task", "method", "ratio", "realised_skip_ratio"])
+    _, shown = speed_table(collect_profiles([prof]), evals)
+    assert shown.iloc[0]["speedup [95% CI]"].startswith("no measurement: a decode time <= 0")
+    df["time_s_min"] = [0.2, 0.1, 0.1]
+    df.to_csv(prof, index=False)
+    _, shown = speed_table(collect_profiles([prof]), evals)
+    assert shown.iloc[0]["speedup [95% CI]"] == "1.10x [1.05, 1.15]"
+
+
 def test_every_committed_profile_record_holds_what_the_speed_tables_read():
     records = sorted(Path(__file__).resolve().parents[1].glob("results/**/profile.json"))
     assert records

@@ -234,6 +234,10 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
                 f"{len(df)} rows against {len(doc['rows'])})"
             )
         df["regime"] = [_regime_label(r) for _, r in df.iterrows()]
+        # a decode timed as generate(N) - generate(1) is no time when noise made it <= 0:
+        # every ratio of its regime then compares a non-time (shown as such, never a ratio)
+        fastest = df["time_s_min"] if "time_s_min" in df else pd.Series(math.nan, df.index)
+        not_a_time = set(df.loc[fastest <= 0, "regime"])
         ceilings = df[df["variant"] == "ceiling"].set_index("regime")
         for _, r in df[df["variant"] == "mindskip"].iterrows():
             c = ceilings.loc[r["regime"]] if r["regime"] in ceilings.index else None
@@ -247,6 +251,7 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
                     "ceiling_speedup": None if c is None else c.get("speedup"),
                     "ceiling_ci_low": None if c is None else c.get("speedup_ci_low"),
                     "ceiling_ci_high": None if c is None else c.get("speedup_ci_high"),
+                    "time_not_positive": r["regime"] in not_a_time,
                     "load_start": load[0],
                     "load_end": load[1],
                 }

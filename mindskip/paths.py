@@ -11,22 +11,23 @@ and Snakemake benchmark (:meth:`Paths.job`) mirror each other below ``logs/`` an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from string import Formatter
 
 from .artefacts import AdapterFolder, RouterFolder
 
 # A job's log and benchmark path below ``logs/`` and ``logs/benchmarks/``: its stage (the
 # first part), then the names the job is for ({0}, {1}: the arguments of Paths.job).
-_JOBS: dict[str, tuple[str, int]] = {
-    "prepare_assets": ("prepare_assets", 0),
-    "roles": ("roles", 0),
-    "report": ("report", 0),
-    "data": ("data/{model}/{0}", 1),  # a generated dataset
-    "lora": ("lora/{model}/{0}", 1),  # a LoRA fine-tune
-    "train": ("train/{model}/{0}", 1),  # a router run
-    "ranking": ("baselines/{model}/ranking-{0}", 1),  # a unit
-    "calibration": ("baselines/{model}/{0}/calibration-{1}", 2),  # run, ratio
-    "eval": ("eval/{model}/{0}/{1}/{suite}", 2),  # method, ratio
-    "profile": ("profile/{model}/{0}/{1}", 2),  # method, ratio
+_JOBS: dict[str, str] = {
+    "prepare_assets": "prepare_assets",
+    "roles": "roles",
+    "report": "report",
+    "data": "data/{model}/{0}",  # a generated dataset
+    "lora": "lora/{model}/{0}",  # a LoRA fine-tune
+    "train": "train/{model}/{0}",  # a router run
+    "ranking": "baselines/{model}/ranking-{0}",  # a unit
+    "calibration": "baselines/{model}/{0}/calibration-{1}",  # run, ratio
+    "eval": "eval/{model}/{0}/{1}/{suite}",  # method, ratio
+    "profile": "profile/{model}/{0}/{1}",  # method, ratio
 }
 
 
@@ -67,7 +68,8 @@ class Paths:
         """The log and benchmark of a job of ``stage`` (see ``_JOBS``) for ``names``."""
         if stage not in _JOBS:
             raise ValueError(f"no job stage {stage!r}: one of {sorted(_JOBS)}")
-        template, count = _JOBS[stage]
+        template = _JOBS[stage]
+        count = sum(field.isdigit() for _, field, _, _ in Formatter().parse(template) if field)
         if len(names) != count:
             raise ValueError(f"job stage {stage!r} takes {count} name(s), got {names!r}")
         stem = template.format(*names, model=self.model, suite=self.suite)

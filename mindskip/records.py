@@ -31,6 +31,13 @@ _ROUTING_STATS = {
     },
 }
 
+
+def _rows(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``rows``: at least one, each an object holding ``required``."""
+    item = {"type": "object", "required": required, "properties": properties}
+    return {"type": "array", "minItems": 1, "items": item}
+
+
 _METHOD = {  # a workflow job's holds the planned method (spec); the report needs it
     "type": "object",
     "properties": {
@@ -43,26 +50,21 @@ EVALUATION_RECORD: dict[str, Any] = {
     "type": "object",
     "required": ["rows", "method", "files"],
     "properties": {
-        "rows": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["task", "metric", "value", "stderr", "n"],
-                "properties": {
-                    "task": {"type": "string"},
-                    "label": {"type": "string"},
-                    "metric": {"type": "string"},
-                    "value": _NUMBER,
-                    "stderr": _MAYBE_NUMBER,
-                    "n": {"type": "integer", "minimum": 1},
-                    "n_available": {"type": ["integer", "null"]},
-                    "chance": _MAYBE_NUMBER,
-                    "num_fewshot": {"type": ["integer", "null"]},
-                    "leaf_tasks": {"type": ["array", "null"], "items": {"type": "string"}},
-                },
+        "rows": _rows(
+            ["task", "metric", "value", "stderr", "n"],
+            {
+                "task": {"type": "string"},
+                "label": {"type": "string"},
+                "metric": {"type": "string"},
+                "value": _NUMBER,
+                "stderr": _MAYBE_NUMBER,
+                "n": {"type": "integer", "minimum": 1},
+                "n_available": {"type": ["integer", "null"]},
+                "chance": _MAYBE_NUMBER,
+                "num_fewshot": {"type": ["integer", "null"]},
+                "leaf_tasks": {"type": ["array", "null"], "items": {"type": "string"}},
             },
-        },
+        ),
         "method": _METHOD,
         "routing": {
             "type": ["object", "null"],
@@ -99,30 +101,25 @@ PROFILE_RECORD: dict[str, Any] = {
     "type": "object",
     "required": ["rows", "versions", "environment"],
     "properties": {
-        "rows": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": list(PROFILE_ROW_KEYS),
-                "properties": {
-                    "method": {"type": "string"},
-                    "variant": {"enum": ["dense", "mindskip", "ceiling"]},
-                    "phase": {"enum": ["prefill", "decode"]},
-                    "cache": {"type": "string"},
-                    "batch": {"type": "integer", "minimum": 1},
-                    "prompt_len": {"type": "integer", "minimum": 1},
-                    "new_tokens": {"type": "integer", "minimum": 0},
-                    "repeats": {"type": "integer", "minimum": 0},
-                    "skip_ratio": _MAYBE_NUMBER,
-                    "speedup": _MAYBE_NUMBER,
-                    "speedup_ci_low": _MAYBE_NUMBER,
-                    "speedup_ci_high": _MAYBE_NUMBER,
-                    "resolved": {"type": ["boolean", "null"]},
-                    "status": {"type": "string"},
-                },
+        "rows": _rows(
+            list(PROFILE_ROW_KEYS),
+            {
+                "method": {"type": "string"},
+                "variant": {"enum": ["dense", "mindskip", "ceiling"]},
+                "phase": {"enum": ["prefill", "decode"]},
+                "cache": {"type": "string"},
+                "batch": {"type": "integer", "minimum": 1},
+                "prompt_len": {"type": "integer", "minimum": 1},
+                "new_tokens": {"type": "integer", "minimum": 0},
+                "repeats": {"type": "integer", "minimum": 0},
+                "skip_ratio": _MAYBE_NUMBER,
+                "speedup": _MAYBE_NUMBER,
+                "speedup_ci_low": _MAYBE_NUMBER,
+                "speedup_ci_high": _MAYBE_NUMBER,
+                "resolved": {"type": ["boolean", "null"]},
+                "status": {"type": "string"},
             },
-        },
+        ),
         "method": _METHOD,
         "versions": {"type": "object"},
         "environment": {"type": "object"},

@@ -113,7 +113,6 @@ def speed_table(profiles: pd.DataFrame, evals: pd.DataFrame) -> tuple[pd.DataFra
         pooled.get((m, r), math.nan) for m, r in zip(df["method"], df["ratio"], strict=True)
     ]
     df["skip_ratios_differ"] = (df["skip_ratio"] - df["eval_skip_ratio"]).abs() > RATIO_FLAG
-    invalid = df.get("time_not_positive", pd.Series(False, df.index)).fillna(False).astype(bool)
     shown = pd.DataFrame(
         {
             "method": df["method"],
@@ -149,7 +148,8 @@ def speed_table(profiles: pd.DataFrame, evals: pd.DataFrame) -> tuple[pd.DataFra
         }
     )
     no_time = "no measurement: a decode time <= 0 (noise exceeded the decode)"
-    shown.loc[invalid, ["speedup [95% CI]", "ceiling [95% CI]", "of ceiling"]] = no_time
+    speeds = ["speedup [95% CI]", "ceiling [95% CI]", "of ceiling"]
+    shown.loc[df["time_not_positive"], speeds] = no_time
     return df, shown
 
 

@@ -197,11 +197,13 @@ def method_from_dict(d: Mapping[str, Any]) -> Spec:
 
 
 # --------------------------------------------------------------------------- applying
-def prepare_method(model: nn.Module, spec: Spec) -> nn.Module:
+def prepare_method(model: nn.Module, spec: Spec, *, merge_lora: bool = False) -> nn.Module:
     """Make ``model`` (in place) behave as ``spec``; any routers it had are removed first.
 
-    Dense: LoRA adapters if any. Routed: adapters, routers, then ``spec.thresholds``.
-    StaticDrop: wrap ``spec.layers`` and force every decision to skip. RandomSkip: wrap
+    Dense: LoRA adapters if any (``merge_lora``: folded into the base weights, which it
+    writes, as a deployed LoRA model runs; the profiler's choice). Routed: adapters,
+    routers, then ``spec.thresholds``. StaticDrop: wrap ``spec.layers`` and force every
+    decision to skip. RandomSkip: wrap
     the rated layers and force :class:`~mindskip.baselines.HashedSkip` decisions.
     """
     from .baselines import HashedSkip
@@ -222,7 +224,7 @@ def prepare_method(model: nn.Module, spec: Spec) -> nn.Module:
     if getattr(spec, "lora", None):
         from .train import load_adapters
 
-        load_adapters(model, spec.lora)
+        load_adapters(model, spec.lora, merge=merge_lora)
     if isinstance(spec, Dense):
         return model
     if isinstance(spec, Routed):

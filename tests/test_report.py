@@ -586,3 +586,130 @@ def test_every_router_row_meets_the_static_frontier_in_the_recipes_table(fixture
     config = {"eval": {"tasks": ["t1", "t2"], "limit": 10, "num_fewshot": 0}}
     text = recipes_readme(root, config, "tiny", Path("config/authors.yaml"))
     assert f"{row.value:+.4f} [{row.ci_low:+.4f}, {row.ci_high:+.4f}]: **{row.verdict}**" in text
+
+
+def _claims_rows(rows: list[tuple[int, bool, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["claim", "decides", "verdict"])
+
+
+def test_each_models_verdicts_stand_beside_the_paper():
+    """One row per claim, a column per model: the claim's combined verdict there and how
+    many of its deciding comparisons ran (context rows do not count); a model without a
+    claims table reads "not run"; the agreement line follows the verdicts."""
+    from mindskip.report.findings import verdicts_per_model
+    from mindskip.verdicts import CLAIMS
+
+    a = _claims_rows(
+        [(1, True, "contradicted"), (2, True, "holds"), (2, True, "holds"), (4, False, "holds")]
+        + [(4, True, "contradicted"), (5, True, "not run")]
+    )
+    b = _claims_rows([(1, True, "holds"), (2, True, "holds"), (4, True, "contradicted")])
+    lines = verdicts_per_model({"a": a, "b": b, "c": None})
+    assert lines[0] == "| claim | title | the paper | a | b | c |"
+    rows = {int(x.split("|")[1]): [c.strip() for c in x.split("|")[4:-1]] for x in lines[2:8]}
+    assert rows[1] == ["contradicted (1 of 1)", "holds (1 of 1)", "not run"]
+    assert rows[2] == ["holds (2 of 2)", "holds (1 of 1)", "not run"]
+    assert rows[3] == ["not run", "not run", "not run"]
+    assert rows[4] == ["contradicted (1 of 1)", "contradicted (1 of 1)", "not run"]
+    assert rows[5] == ["not run (0 of 1)", "not run", "not run"]
+    assert CLAIMS[0].paper in lines[2]
+    text = "\n".join(lines)
+    # c has run nothing: no claim holds or is contradicted at every model
+    assert "holds at every model): claims none." in text
+    assert "Contradicted at every model: claims none." in text
+    two = "\n".join(verdicts_per_model({"a": a, "b": b}))
+    assert "holds at every model): claims 2." in two
+    assert "Contradicted at every model: claims 4." in two
+    assert "the models differ): claims 1, 3, 5, 6." in two
+
+
+def test_the_matrix_readme_reads_the_other_models_from_their_configs(tmp_path, monkeypatch):
+    """`--also config/full-gemma3.yaml`: the README reads that matrix's own results root
+    and model name from its config, says where its README is and how to resume it; the
+    option is refused for a README that is not the matrix's, and a missing config is
+    named before anything is written."""
+    import shutil
+
+    from mindskip.report.readme import full_readme, main, workflow_config
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "config").mkdir()
+    shutil.copy(repo / "config.yaml", tmp_path / "config.yaml")
+    for name in ("full.yaml", "full-gemma3.yaml"):
+        shutil.copy(repo / "config" / name, tmp_path / "config" / name)
+    monkeypatch.chdir(tmp_path)
+    gemma = Path("results/full-gemma3/tables")
+    gemma.mkdir(parents=True)
+    _claims_rows([(1, True, "holds")]).to_csv(gemma / "claims.csv", index=False)
+    config = workflow_config(Path("config/full.yaml"))
+    root = Path(config["results"])
+    text = full_readme(
+        root,
+        config,
+        "smollm2-135m",
+        Path("config/full.yaml"),
+        also=(Path("config/full-gemma3.yaml"),),
+    )
+    assert "## Verdicts per model" in text
+    assert "| claim | title | the paper | smollm2-135m | gemma3-270m |" in text
+    assert "| not run | holds (1 of 1) |" in text  # claim 1: no table here yet
+    assert (
+        "- gemma3-270m: `results/full-gemma3/README.md` (in progress; resume: "
+        "`bash scripts/run.sh --configfile config/full-gemma3.yaml`)."
+    ) in text
+    assert "## Verdicts per model" not in full_readme(
+        root, config, "smollm2-135m", Path("config/full.yaml")
+    )
+    for argv in (
+        ["--kind", "default", "--also", "config/full-gemma3.yaml"],
+        ["--kind", "full", "--config", "config/full.yaml", "--also", "config/nope.yaml"],
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main(["--results", str(root), *argv])
+        assert stop.value.code == 2
+    assert not (root / "README.md").exists()
+
+
+def test_a_claim_with_the_papers_speedup_gets_its_measured_speed_beside_it():
+    """Claims 1 and 6 quote the paper's 1.21x: the findings give the speed table's rows of
+    the claim's first deciding method at its ratio (its speedup and the hand-removed
+    ceiling's, "not resolved" where the CI spans 1.0), say when it was not profiled, and
+    never compare a regime whose decode time was not positive."""
+    from mindskip.report.findings import speed_sentence
+    from mindskip.verdicts import CLAIMS
+
+    one, two = CLAIMS[0], CLAIMS[1]
+    rows = pd.DataFrame(
+        [
+            ("r@0.125", False, "holds"),  # context: not the claim's method
+            ("r@0.250", True, "contradicted"),
+        ],
+        columns=["a", "decides", "verdict"],
+    )
+
+    def regime(name, s, lo, hi, c, clo, chi, bad=False):
+        return {
+            "method": "r", "ratio": "0.250", "regime": name, "speedup": s,
+            "speedup_ci_low": lo, "speedup_ci_high": hi, "ceiling_speedup": c,
+            "ceiling_ci_low": clo, "ceiling_ci_high": chi, "time_not_positive": bad,
+            "device": "cpu", "threads": 2, "repeats": 6,
+        }  # fmt: skip
+
+    speed = pd.DataFrame(
+        [
+            regime("prefill b8x256", 1.03, 0.95, 1.11, 1.10, 1.03, 1.15),
+            regime("decode b8x128+16", 1.25, 1.10, 1.40, 1.30, 1.20, 1.45),
+        ]
+    )
+    text = speed_sentence(one, rows, speed)
+    assert text.startswith("Speed (the paper: 1.21x over dense) of `r` at 0.250, against dense")
+    assert "(cpu, 2 threads, 6 repeats)" in text
+    assert "prefill b8x256 not resolved [0.95, 1.11] (removed by hand: 1.10x [1.03, 1.15])" in text
+    assert "decode b8x128+16 1.25x [1.10, 1.40] (removed by hand: 1.30x [1.20, 1.45])" in text
+    speed.loc[1, "time_not_positive"] = True
+    assert "decode b8x128+16 no measurement" in speed_sentence(one, rows, speed)
+    assert "no speed profile of it" in speed_sentence(one, rows, speed.assign(ratio="native"))
+    assert "no speed profile of it" in speed_sentence(one, rows, None)
+    assert speed_sentence(two, rows, speed) == ""  # the paper gives no speedup for it
+    unrun = rows.assign(verdict="not run")
+    assert speed_sentence(one, unrun, speed) == ""

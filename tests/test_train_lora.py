@@ -143,3 +143,30 @@ def test_lora_dir_and_joint_lora_exclude_each_other(runs):
             make_model(), make_tokenizer(), recs[:8], recs[8:], CFG,
             TrainConfig(**{**FAST, "lora_r": 2}), lora_dir=runs["root"] / "lora",
         )  # fmt: skip
+
+
+def test_a_profiled_lora_method_runs_merged_adapters_and_leaves_dense_alone(runs):
+    """The profiler times routers on a LoRA model with the adapters merged (a deployed
+    LoRA model costs what the base model costs; unmerged, the adapters' matmuls would be
+    timed as the method's cost), on a copy that owns its weights: the dense model it is
+    timed against keeps its own weights and outputs."""
+    from peft.tuners.lora import LoraLayer
+
+    from mindskip.methods import Routed
+    from mindskip.profile.variants import method_variant
+
+    dense = make_model().eval()
+    x = _ids()
+    before = {n: p.detach().clone() for n, p in dense.named_parameters()}
+    logits = dense(x).logits
+    spec = Routed(routers=str(runs["root"] / "routers"), lora=str(runs["root"] / "lora"))
+    v = method_variant("r", spec, dense, "random weights", lambda m: m(x))
+    layers = [m for m in v.model.modules() if isinstance(m, LoraLayer)]
+    assert layers and all(m.merged for m in layers)
+    assert "LoRA merged" in v.routers  # the record says how it ran
+    for n, p in dense.named_parameters():
+        torch.testing.assert_close(p, before[n], rtol=0, atol=0)
+    torch.testing.assert_close(dense(x).logits, logits, rtol=0, atol=0)
+    unmerged = load_adapters(make_model(), runs["root"] / "lora")
+    load_routers(unmerged, runs["root"] / "routers")
+    torch.testing.assert_close(v.model.eval()(x).logits, unmerged.eval()(x).logits)

@@ -133,9 +133,13 @@ def method_variant(
     name: str, method: Applicable, dense: nn.Module, weights: str, calibrate: Callable
 ) -> Variant | None:
     """``method`` on a shared copy of ``dense``; None when it routes nothing (dense again).
-    Its pattern (for the ceiling) is its least-executed layers on ``calibrate``'s inputs."""
-    m = shared_copy(dense)
-    if isinstance(method, Routed) and not method.thresholds and method.lora is None:
+    Its pattern (for the ceiling) is its least-executed layers on ``calibrate``'s inputs.
+    LoRA adapters are merged, as a deployed LoRA model runs them (unmerged, their extra
+    matmuls would be timed as the method's cost); merging writes the base weights, so
+    such a method gets a copy that owns its weights, and dense stays dense."""
+    lora = getattr(method, "lora", None)
+    m = copy.deepcopy(dense) if lora else shared_copy(dense)
+    if isinstance(method, Routed) and not method.thresholds and lora is None:
         m = prepare_method(m, method) or m
         label, unit = f"trained routers {method.routers} ({weights})", method.unit
     elif callable(method):
@@ -144,8 +148,9 @@ def method_variant(
         unit = get_config(m).unit if is_mindskip(m) else ""
         label = f"callable {what} ({weights})"
     else:  # a method spec
-        m = prepare_method(m, method) or m
-        label, unit = f"method {method.slug} ({weights})", method.unit
+        m = prepare_method(m, method, merge_lora=True) or m
+        merged = "; LoRA merged" if lora else ""
+        label, unit = f"method {method.slug} ({weights}{merged})", method.unit
     if not mindskip_layers(m):  # a dense spec: dense is measured already
         return None
     reset_routing_stats(m)

@@ -15,7 +15,9 @@ from typing import Any
 import pandas as pd
 
 from ..verdicts import CLAIMS, claim_summary
+from ..verdicts.rules import CONTRADICTED, HOLDS, NOT_RUN
 from ..verdicts.table import format_effect, format_rule_text, round_up
+from .tables import speed_cell
 
 _UNITS = {
     "acc_diff": "accuracy, points",
@@ -75,8 +77,43 @@ def sentence(r: Any) -> str:
     return f"{r.comparison}: not run ({r.note})."
 
 
-def findings(claims: pd.DataFrame) -> list[str]:
-    """Markdown lines: per claim, its combined verdict and every comparison that ran."""
+def speed_sentence(claim: Any, rows: pd.DataFrame, speed: pd.DataFrame | None) -> str:
+    """The measured speed of the claim's first deciding method beside the paper's speedup:
+    per regime, its speedup over dense in the same process and the ceiling's (the same
+    sublayers removed by hand), each "not resolved" when its CI spans 1.0."""
+    deciding = rows[rows["decides"] & (rows["verdict"] != NOT_RUN)]
+    if claim.speedup is None or deciding.empty:
+        return ""
+    method, _, ratio = str(deciding.iloc[0]["a"]).partition("@")
+    head = f"Speed (the paper: {claim.speedup:.2f}x over dense) of `{method}`" + (
+        f" at {ratio}" if ratio else ""
+    )
+    mine = (
+        speed[(speed["method"] == method) & (speed["ratio"] == ratio)]
+        if speed is not None
+        else pd.DataFrame()
+    )
+    if mine.empty:
+        return (
+            f"{head}: no speed profile of it (profiled only where `profile.ratios` names "
+            "its ratio, or `native`, and once its profile job has run)."
+        )
+    parts = []
+    for r in mine.itertuples(index=False):
+        if r.time_not_positive:
+            parts.append(f"{r.regime} no measurement (a decode time <= 0)")
+            continue
+        own = speed_cell(r.speedup, r.speedup_ci_low, r.speedup_ci_high)
+        ceiling = speed_cell(r.ceiling_speedup, r.ceiling_ci_low, r.ceiling_ci_high)
+        parts.append(f"{r.regime} {own} (removed by hand: {ceiling or 'not measured'})")
+    first = mine.iloc[0]
+    where = f"{first['device']}, {first['threads']} threads, {first['repeats']} repeats"
+    return f"{head}, against dense in the same process ({where}): " + "; ".join(parts) + "."
+
+
+def findings(claims: pd.DataFrame, speed: pd.DataFrame | None = None) -> list[str]:
+    """Markdown lines: per claim, its combined verdict and every comparison that ran;
+    for a claim the paper gives a speedup, the speed table's row beside it."""
     if claims.empty:
         return []
     claims = claims.copy()
@@ -104,7 +141,58 @@ def findings(claims: pd.DataFrame) -> list[str]:
         for r in ran.itertuples(index=False):
             context = "" if r.decides else " (context, does not decide the claim)"
             lines.append(f"- {sentence(r)}{context}")
-        lines.append("")
+        fast = speed_sentence(claim, rows, speed)
+        lines += [f"- {fast}", ""] if fast else [""]
+    return lines
+
+
+def _cell(summary: Any) -> str:
+    """A claim's verdict at one model, with how many of its deciding comparisons ran."""
+    if not summary["comparisons"]:
+        return str(summary["verdict"])
+    return f"{summary['verdict']} ({summary['run']} of {summary['comparisons']})"
+
+
+def verdicts_per_model(claims: dict[str, pd.DataFrame | None]) -> list[str]:
+    """Markdown lines: one row per claim with each model's combined verdict (and how many
+    of its deciding comparisons ran) beside the paper's evidence, then which claims every
+    model agrees with the paper on, which every model contradicts, and which are neither.
+    ``claims`` maps a model to its claims table (None: the model has none yet)."""
+    verdicts: dict[str, dict[int, str]] = {}
+    cells: dict[str, dict[int, str]] = {}
+    for model, table in claims.items():
+        if table is None or table.empty:
+            verdicts[model] = {c.number: NOT_RUN for c in CLAIMS}
+            cells[model] = {c.number: NOT_RUN for c in CLAIMS}
+            continue
+        table = table.copy()
+        table["decides"] = table["decides"].astype(bool)
+        summary = claim_summary(table).set_index("claim")
+        verdicts[model] = {c.number: summary.loc[c.number, "verdict"] for c in CLAIMS}
+        cells[model] = {c.number: _cell(summary.loc[c.number]) for c in CLAIMS}
+    models = list(claims)
+    lines = [
+        "| claim | title | the paper | " + " | ".join(models) + " |",
+        "|---:|---|---|" + "---|" * len(models),
+    ]
+    for c in CLAIMS:
+        row = [str(c.number), c.title, c.paper, *(cells[m][c.number] for m in models)]
+        lines.append("| " + " | ".join(row) + " |")
+
+    def claims_where(keep: Any) -> str:
+        found = [str(c.number) for c in CLAIMS if keep([verdicts[m][c.number] for m in models])]
+        return ", ".join(found) if found else "none"
+
+    lines += [
+        "",
+        "Each cell: the claim's verdict at that model, and how many of its deciding "
+        "comparisons ran of those planned. Agree with the paper (holds at every model): "
+        f"claims {claims_where(lambda v: set(v) == {HOLDS})}. Contradicted at every model: "
+        f"claims {claims_where(lambda v: set(v) == {CONTRADICTED})}. Neither (undecided, not "
+        "run, or the models differ): claims "
+        f"{claims_where(lambda v: set(v) not in ({HOLDS}, {CONTRADICTED}))}.",
+        "",
+    ]
     return lines
 
 

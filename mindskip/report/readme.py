@@ -5,19 +5,23 @@ tables the report wrote (``tables/*.csv`` and ``*.md``), the job benchmarks
 (``logs/benchmarks/**/*.tsv``) and the fresh-clone timing (``logs/fresh_clone.json``,
 written by ``scripts/fresh_clone_run.sh``), and writes the README: how the run was made and
 how long each stage took, the dense model beside its published scores, the main table,
-the claims and the speed table. Never imports torch.
+the claims and the speed table. ``--kind full --also config/full-gemma3.yaml`` (the
+matrix README) puts each claim's verdict at every model beside the paper's evidence,
+read from each model's own claims table. Never imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..files import write_text
+from .findings import verdicts_per_model
 from .sections import (
     bigbench_gone,
     dense_prose,
@@ -67,9 +71,50 @@ def results_readme(root: Path, config: dict[str, Any], model_name: str, config_p
     return "\n".join(lines)
 
 
-def full_readme(root: Path, config: dict[str, Any], model_name: str, config_path: Path) -> str:
-    """The whole matrix: what has finished, then every table written so far."""
+def _other_models(also: Sequence[Path]) -> tuple[dict[str, pd.DataFrame | None], list[str]]:
+    """Each other model's matrix (its config, as Snakemake runs it): its claims table,
+    if written yet, and a line saying where its own README is and how to resume it."""
+    claims: dict[str, pd.DataFrame | None] = {}
+    lines = []
+    for path in also:
+        other = workflow_config(path)
+        name, root = other["model"]["name"], Path(other["results"])
+        table = root / "tables" / "claims.csv"
+        claims[name] = pd.read_csv(table) if table.is_file() else None
+        complete, _ = progress(other, path)
+        lines.append(
+            f"- {name}: `{root}/README.md` ({'complete' if complete else 'in progress'}; "
+            f"resume: `bash scripts/run.sh --configfile {path}`)."
+        )
+    return claims, lines
+
+
+def full_readme(
+    root: Path,
+    config: dict[str, Any],
+    model_name: str,
+    config_path: Path,
+    also: Sequence[Path] = (),
+) -> str:
+    """The whole matrix: what has finished, then every table written so far; with
+    ``also`` (other models' matrix configs), every claim's verdict per model first."""
     tables = root / "tables"
+    per_model: list[str] = []
+    if also:
+        own = tables / "claims.csv"
+        others, where = _other_models(also)
+        claims = {model_name: pd.read_csv(own) if own.is_file() else None, **others}
+        per_model = [
+            "## Verdicts per model",
+            "",
+            "Each model's claims table, combined per claim by the rule in the claims "
+            "section below; the other models' tables, findings and progress are in their "
+            "own READMEs:",
+            "",
+            *where,
+            "",
+            *verdicts_per_model(claims),
+        ]
     complete, done = progress(config, config_path)
     state = "complete" if complete else "in progress"
     lines = [
@@ -87,6 +132,7 @@ def full_readme(root: Path, config: dict[str, Any], model_name: str, config_path
         "",
         *done,
         *how_it_ran(root, config, config_path),
+        *per_model,
         *findings_section(tables),
         *section(
             "The paper's claims",
@@ -235,10 +281,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=Path("config.yaml"))
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--kind", choices=tuple(_KINDS), default="default")
+    ap.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="(--kind full) another model's matrix config: its verdicts beside these",
+    )
     args = ap.parse_args(argv)
+    if args.also and args.kind != "full":
+        ap.error("--also is for --kind full (the matrix README)")
+    for path in [args.config, *args.also]:
+        if not path.is_file():
+            ap.error(f"no config at {path}")
     config = workflow_config(args.config)  # as Snakemake runs it: over config.yaml
     write = _KINDS[args.kind]
-    write_text(args.results / "README.md", write(args.results, config, args.model, args.config))
+    extra = {"also": tuple(args.also)} if args.also else {}
+    text = write(args.results, config, args.model, args.config, **extra)
+    write_text(args.results / "README.md", text)
     print(args.results / "README.md")
     return 0
 

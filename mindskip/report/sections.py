@@ -124,8 +124,16 @@ def dense_prose(tables: Path, model_name: str) -> list[str]:
 
 
 def findings_section(tables: Path) -> list[str]:
-    path = tables / "claims.csv"
-    return findings(pd.read_csv(path)) if path.is_file() else []
+    path, speed = tables / "claims.csv", tables / "speed.csv"
+    if not path.is_file():
+        return []
+    fast = None
+    if speed.is_file():
+        try:
+            fast = pd.read_csv(speed, dtype={"ratio": str})
+        except pd.errors.EmptyDataError:  # the report writes no columns when nothing ran
+            fast = None
+    return findings(pd.read_csv(path), fast)
 
 
 def section(title: str, path: Path, lead: str = "") -> list[str]:

@@ -314,6 +314,11 @@ def test_claims_table_decides_claim_4_and_says_what_did_not_run(fixture_results,
         assert pd.api.types.is_numeric_dtype(claims[col]), col
     md = (tmp_path / "tables" / "claims.md").read_text()
     assert "holds" in md and "[" in md
+    # a missing claim-4 row may be planned and unfinished: the roles cannot tell, so the
+    # note names both the edit and resuming
+    missing = claims[(claims["claim"] == 4) & (claims["verdict"] == "not run")]
+    assert len(missing) and missing["note"].str.contains("; to run it: ").all()
+    assert missing["note"].str.contains("where the config has it already, resume the").all()
 
 
 def test_a_planned_run_that_has_not_finished_is_not_asked_for_again(fixture_results, tmp_path):

@@ -108,6 +108,12 @@ def _claim3(info: Info, dense: str, roles: Roles) -> list[Comparison]:
     return _matched(info, 3, primary and primary[1], token, what, dense, planned, **kw)
 
 
+def _or_resume(edit: str) -> str:
+    """The edit that adds a row the roles cannot name (a swept ratio, a static drop): the
+    config may already plan it, and then only the workflow has not finished it."""
+    return f"{edit}; or, where the config has it already, {RESUME}"
+
+
 def _static(info: Info, kind: str, ratio: float, family: tuple | None, run: str | None):
     """The row of ``kind`` at the requested ``ratio`` (static: of that family)."""
     for name in sorted(info):
@@ -183,11 +189,11 @@ def _claim4(info: Info, dense: str, roles: Roles, kl: Points | None) -> list[Com
             b = _static(info, kind, r, fam, run)
             if a is None:
                 why = f"no MindSkip row at {r:g}"
-                edit = f"add {r:g} to `sweep.skip_ratios`"
+                edit = _or_resume(f"add {r:g} to `sweep.skip_ratios`")
                 out.append(not_run(4, label, why, edit, decides=decides, **rule))
             elif b is None:
                 why = f"no such row at {r:g}"
-                out.append(not_run(4, label, why, edit, decides=decides, **rule))
+                out.append(not_run(4, label, why, _or_resume(edit), decides=decides, **rule))
             else:
                 out.append(_cmp(info, 4, label, a, b, dense, decides=decides, **rule))
         if a is None:

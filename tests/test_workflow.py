@@ -118,10 +118,12 @@ def test_dry_run_full_config_of_the_second_model(tmp_path):
     config = ROOT / "config" / "full-gemma3.yaml"
     jobs = planned_jobs("--configfile", str(config), cwd=tmp_path)
     assert jobs["train_routers"] == 4 and "train_lora" not in jobs
-    assert jobs["calibrate_thresholds"] == 2 + 3  # the swept run at 2 ratios, 3 others at 0.25
+    # the swept run at 2 ratios, 3 others at 0.25, the token run also at 0.375 (claim 3
+    # matches it to the sequence run's higher realised ratio)
+    assert jobs["calibrate_thresholds"] == 2 + 3 + 1
     static = (2 + 3) * 2  # 2 swept + 3 static ratios, over the routed and over all layers
     # dense, every run natively, the swept run and its pattern at 2 ratios, static, others
-    assert jobs["evaluate"] == 1 + 4 + 2 * 2 + static + 3
+    assert jobs["evaluate"] == 1 + 4 + 2 * 2 + static + 3 + 1
     out = snakemake("--dry-run", "--configfile", str(config), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(

@@ -203,8 +203,8 @@ def prepare_method(model: nn.Module, spec: Spec, *, merge_lora: bool = False) ->
     Dense: LoRA adapters if any (``merge_lora``: folded into the base weights, which it
     writes, as a deployed LoRA model runs; the profiler's choice). Routed: adapters,
     routers, then ``spec.thresholds``. StaticDrop: wrap ``spec.layers`` and force every
-    decision to skip. RandomSkip: wrap
-    the rated layers and force :class:`~mindskip.baselines.HashedSkip` decisions.
+    decision to skip. RandomSkip: wrap the rated layers and force
+    :class:`~mindskip.baselines.HashedSkip` decisions.
     """
     from .baselines import HashedSkip
     from .checkpoint import load_routers, read_router_config

@@ -17,7 +17,7 @@ import pandas as pd
 from ..verdicts import CLAIMS, claim_summary
 from ..verdicts.rules import CONTRADICTED, HOLDS, NOT_RUN
 from ..verdicts.table import format_effect, format_rule_text, round_up
-from .tables import speed_cell
+from .tables import NO_TIME, speed_cell
 
 _UNITS = {
     "acc_diff": "accuracy, points",
@@ -101,7 +101,7 @@ def speed_sentence(claim: Any, rows: pd.DataFrame, speed: pd.DataFrame | None) -
     parts = []
     for r in mine.itertuples(index=False):
         if r.time_not_positive:
-            parts.append(f"{r.regime} no measurement (a decode time <= 0)")
+            parts.append(f"{r.regime} {NO_TIME}")
             continue
         own = speed_cell(r.speedup, r.speedup_ci_low, r.speedup_ci_high)
         ceiling = speed_cell(r.ceiling_speedup, r.ceiling_ci_low, r.ceiling_ci_high)
@@ -111,6 +111,15 @@ def speed_sentence(claim: Any, rows: pd.DataFrame, speed: pd.DataFrame | None) -
     return f"{head}, against dense in the same process ({where}): " + "; ".join(parts) + "."
 
 
+def _summary(claims: pd.DataFrame | None) -> pd.DataFrame:
+    """Each claim's combined verdict over a claims table read from CSV (None or empty:
+    every claim "not run"), indexed by claim number."""
+    claims = pd.DataFrame() if claims is None else claims.copy()
+    if not claims.empty:
+        claims["decides"] = claims["decides"].astype(bool)
+    return claim_summary(claims).set_index("claim")
+
+
 def findings(claims: pd.DataFrame, speed: pd.DataFrame | None = None) -> list[str]:
     """Markdown lines: per claim, its combined verdict and every comparison that ran;
     for a claim the paper gives a speedup, the speed table's row beside it."""
@@ -118,7 +127,7 @@ def findings(claims: pd.DataFrame, speed: pd.DataFrame | None = None) -> list[st
         return []
     claims = claims.copy()
     claims["decides"] = claims["decides"].astype(bool)
-    summary = claim_summary(claims).set_index("claim")
+    summary = _summary(claims)
     lines = [
         "## Findings",
         "",
@@ -158,29 +167,23 @@ def verdicts_per_model(claims: dict[str, pd.DataFrame | None]) -> list[str]:
     of its deciding comparisons ran) beside the paper's evidence, then which claims every
     model agrees with the paper on, which every model contradicts, and which are neither.
     ``claims`` maps a model to its claims table (None: the model has none yet)."""
-    verdicts: dict[str, dict[int, str]] = {}
-    cells: dict[str, dict[int, str]] = {}
-    for model, table in claims.items():
-        if table is None or table.empty:
-            verdicts[model] = {c.number: NOT_RUN for c in CLAIMS}
-            cells[model] = {c.number: NOT_RUN for c in CLAIMS}
-            continue
-        table = table.copy()
-        table["decides"] = table["decides"].astype(bool)
-        summary = claim_summary(table).set_index("claim")
-        verdicts[model] = {c.number: summary.loc[c.number, "verdict"] for c in CLAIMS}
-        cells[model] = {c.number: _cell(summary.loc[c.number]) for c in CLAIMS}
+    summaries = {model: _summary(table) for model, table in claims.items()}
     models = list(claims)
     lines = [
         "| claim | title | the paper | " + " | ".join(models) + " |",
         "|---:|---|---|" + "---|" * len(models),
     ]
     for c in CLAIMS:
-        row = [str(c.number), c.title, c.paper, *(cells[m][c.number] for m in models)]
+        row = [str(c.number), c.title, c.paper]
+        row += [_cell(summaries[m].loc[c.number]) for m in models]
         lines.append("| " + " | ".join(row) + " |")
 
     def claims_where(keep: Any) -> str:
-        found = [str(c.number) for c in CLAIMS if keep([verdicts[m][c.number] for m in models])]
+        found = [
+            str(c.number)
+            for c in CLAIMS
+            if keep([summaries[m].loc[c.number, "verdict"] for m in models])
+        ]
         return ", ".join(found) if found else "none"
 
     lines += [

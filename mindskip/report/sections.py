@@ -132,7 +132,7 @@ def findings_section(tables: Path) -> list[str]:
         try:
             fast = pd.read_csv(speed, dtype={"ratio": str})
         except pd.errors.EmptyDataError:  # the report writes no columns when nothing ran
-            fast = None
+            pass
     return findings(pd.read_csv(path), fast)
 
 

@@ -52,6 +52,9 @@ def ci(value: Any, lo: Any, hi: Any, points: bool = True) -> str:
     return f"{f(value)} [{f(lo)}, {f(hi)}]"
 
 
+NO_TIME = "no measurement: a decode time <= 0 (noise exceeded the decode)"
+
+
 def speed_cell(speedup: Any, lo: Any, hi: Any) -> str:
     """``1.08x [1.02, 1.15]``, or ``not resolved [0.95, 1.10]`` when the CI spans 1.0."""
     if _missing(speedup):
@@ -147,9 +150,8 @@ def speed_table(profiles: pd.DataFrame, evals: pd.DataFrame) -> tuple[pd.DataFra
             ],
         }
     )
-    no_time = "no measurement: a decode time <= 0 (noise exceeded the decode)"
     speeds = ["speedup [95% CI]", "ceiling [95% CI]", "of ceiling"]
-    shown.loc[df["time_not_positive"], speeds] = no_time
+    shown.loc[df["time_not_positive"], speeds] = NO_TIME
     return df, shown
 
 

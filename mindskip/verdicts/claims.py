@@ -82,7 +82,7 @@ CLAIMS: tuple[Claim, ...] = (
         "noninferior",
         "acc_diff",
         TOLERANCE_ACC,
-        1.21,
+        speedup=1.21,
     ),
     Claim(
         2,
@@ -132,7 +132,7 @@ CLAIMS: tuple[Claim, ...] = (
         "noninferior",
         "acc_diff",
         TOLERANCE_ACC,
-        1.21,
+        speedup=1.21,
     ),
 )
 CLAIM_BY_NUMBER = {c.number: c for c in CLAIMS}

@@ -33,7 +33,7 @@ from .roles import Roles, choose_roles
 # the records as the method spec's ``label``, never part of a run's identity, slug or paths.
 _ROUTER_LABEL, _LORA_LABEL = "name", "label"
 # Settings of a router entry that do not change the trained routers.
-_NOT_IDENTITY = ("sweep", "ratios", "sweep_baselines")
+_NOT_IDENTITY = ("sweep", "ratios", "sweep_baselines", "profile")
 # Recipe settings whose value names itself in a run's slug ("-distill", not "-objectivedistill").
 _NAMED_SETTINGS = ("objective", "penalty", "init", "schedule")
 
@@ -82,6 +82,7 @@ class Run:
     num_routed: int
     ratios: tuple[str, ...]  # the ratios it is calibrated to (its own, else the sweep's)
     baselines: bool  # random skipping and its own pattern at those ratios
+    profiled: bool  # its methods are speed-profiled (natively and at profile.ratios)
     lora: str | None  # the LoraRun slug the routers are tuned on top of
     entry: dict[str, Any] = field(hash=False, compare=False)  # without its display name
     label: str | None = field(default=None, hash=False, compare=False)  # its display name
@@ -118,10 +119,17 @@ class Run:
             num_routed=int(entry["num_routed"]),
             ratios=_run_ratios(entry, sweep),
             baselines=bool(entry.get("sweep_baselines", True)),
+            profiled=bool(entry.get("profile", True)),
             lora=None if lora is None else lora.slug,
             entry=entry,
             label=label,
         )
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What its training reads: the entry without the settings that only plan its
+        scoring and profiling (``_NOT_IDENTITY``), so that editing those retrains nothing."""
+        return {k: v for k, v in self.entry.items() if k not in _NOT_IDENTITY}
 
 
 def _run_ratios(entry: Mapping[str, Any], sweep: tuple[str, ...]) -> tuple[str, ...]:
@@ -259,7 +267,8 @@ def _variant(entry: Mapping[str, Any], standard_data: str) -> str | None:
 def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str, Run]):
     """Every method natively where it has a native form; static drop at every swept ratio
     and at ``baselines.static_ratios``; a run and what derives from it at that run's ratios.
-    ``profile.ratios: null`` profiles every ratio a static drop is scored at."""
+    ``profile.ratios: null`` profiles every ratio a static drop is scored at; a run with
+    ``profile: false`` and what derives from it are never profiled."""
     ratios = tuple(fmt_ratio(r) for r in config["sweep"]["skip_ratios"])
     extra = [fmt_ratio(r) for r in config["baselines"].get("static_ratios", [])]
     static = tuple(sorted(set(ratios) | set(extra), key=float))
@@ -271,7 +280,13 @@ def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str,
             evals += [(n, r) for r in runs[m.run].ratios]
     prof = config["profile"]
     chosen = static if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
-    timed = {n for n, m in methods.items() if m.kind in ("router", "static") and not m.route_on}
+    timed = {
+        n
+        for n, m in methods.items()
+        if m.kind in ("router", "static")
+        and not m.route_on
+        and (m.run not in runs or runs[m.run].profiled)
+    }
     profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router" and n in timed]
     profiles += [(n, r) for n, r in evals if r in chosen and n in timed]
     return ratios, static, tuple(evals), tuple(profiles) if prof["enabled"] else ()

@@ -333,6 +333,19 @@ def test_static_ratios_add_exactly_the_static_jobs():
     assert not any(r in ("0.067", "0.300") for _, r in plan(chosen).profile_jobs)
 
 
+def test_a_run_left_out_of_the_profiles_keeps_its_identity_and_its_scoring():
+    base = _config(profile__ratios=[0.25])
+    quiet = copy.deepcopy(base)
+    quiet["routers"][0]["profile"] = False
+    p, q = plan(base), plan(validated(quiet))
+    (run,) = p.runs.values()
+    assert list(q.runs) == [run.slug] and q.runs[run.slug].settings == run.settings
+    assert p.eval_jobs == q.eval_jobs
+    # the run natively and at 0.25 go; static drop stays
+    assert set(p.profile_jobs) - set(q.profile_jobs) == {(run.slug, "native"), (run.slug, "0.250")}
+    assert q.profile_jobs and {q.method(m).kind for m, _ in q.profile_jobs} == {"static"}
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [

@@ -117,13 +117,18 @@ def test_dry_run_full_config_of_the_second_model(tmp_path):
     own root; static drop covers k = 2..6 of 18 without scoring one k twice."""
     config = ROOT / "config" / "full-gemma3.yaml"
     jobs = planned_jobs("--configfile", str(config), cwd=tmp_path)
-    assert jobs["train_routers"] == 4 and "train_lora" not in jobs
-    # the swept run at 2 ratios, 3 others at 0.25, the token run also at 0.375 (claim 3
+    # the swept run, token, MLP, block, 500 samples (claim 5), routers on the LoRA (claim 6)
+    assert jobs["train_routers"] == 6 and jobs["train_lora"] == 1
+    # the swept run at 2 ratios, 5 others at 0.25, the token run also at 0.375 (claim 3
     # matches it to the sequence run's higher realised ratio)
-    assert jobs["calibrate_thresholds"] == 2 + 3 + 1
+    assert jobs["calibrate_thresholds"] == 2 + 5 + 1
     static = (2 + 3) * 2  # 2 swept + 3 static ratios, over the routed and over all layers
-    # dense, every run natively, the swept run and its pattern at 2 ratios, static, others
-    assert jobs["evaluate"] == 1 + 4 + 2 * 2 + static + 3 + 1
+    # dense, the LoRA, every run natively, the swept run and its pattern at 2 ratios,
+    # static, the others at their ratios
+    assert jobs["evaluate"] == 1 + 1 + 6 + 2 * 2 + static + 5 + 1
+    # `profile: false` on every run but the swept one: it natively and at 0.25, static
+    # drop over the routed and over all layers at 0.25
+    assert jobs["profile"] == 4
     out = snakemake("--dry-run", "--configfile", str(config), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(
@@ -302,6 +307,14 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
     # ... but not the assets, the dense score, the ranking or the static drop
     assert "prepare_assets" not in jobs
     assert "rank_importance" not in jobs
+
+    # what only plans a run's scoring and profiling is not its training: no retraining
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    config["routers"][0] |= {"profile": False, "sweep_baselines": False}
+    changed.write_text(yaml.safe_dump(config, sort_keys=True))
+    jobs = planned_jobs("--configfile", str(changed), cwd=smoke_run)
+    for rule in ("train_routers", "calibrate_thresholds", "evaluate", "profile"):
+        assert rule not in jobs
 
     # the calibration mode reaches the calibrations and what reads them, nothing else
     config = yaml.safe_load((smoke_run / "config.yaml").read_text())

@@ -88,7 +88,9 @@ def method_label(wildcards, output) -> str | None:
 
 
 def run_params(wildcards) -> dict:
-    return canonical(PLAN.runs[wildcards.run].entry)
+    """The run's training settings: editing its ratios, sweep, baselines or profiling
+    changes the jobs planned from it, not its training's params."""
+    return canonical(PLAN.runs[wildcards.run].settings)
 
 
 def run_recipe(wildcards) -> dict:

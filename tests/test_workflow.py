@@ -126,9 +126,8 @@ def test_dry_run_full_config_of_the_second_model(tmp_path):
     # dense, the LoRA, every run natively, the swept run and its pattern at 2 ratios,
     # static, the others at their ratios
     assert jobs["evaluate"] == 1 + 1 + 6 + 2 * 2 + static + 5 + 1
-    # `profile: false` on every run but the swept one: it natively and at 0.25, static
-    # drop over the routed and over all layers at 0.25
-    assert jobs["profile"] == 4
+    # every run natively and at 0.25, static drop over the routed and over all layers at 0.25
+    assert jobs["profile"] == 6 + 6 + 2
     out = snakemake("--dry-run", "--configfile", str(config), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(

@@ -280,13 +280,8 @@ def _jobs(config: Mapping[str, Any], methods: dict[str, Method], runs: dict[str,
             evals += [(n, r) for r in runs[m.run].ratios]
     prof = config["profile"]
     chosen = static if prof["ratios"] is None else tuple(fmt_ratio(r) for r in prof["ratios"])
-    timed = {
-        n
-        for n, m in methods.items()
-        if m.kind in ("router", "static")
-        and not m.route_on
-        and (m.run not in runs or runs[m.run].profiled)
-    }
+    timed = {n for n, m in methods.items() if m.kind in ("router", "static") and not m.route_on}
+    timed -= {n for n, m in methods.items() if m.run in runs and not runs[m.run].profiled}
     profiles = [(n, NATIVE) for n, m in methods.items() if m.kind == "router" and n in timed]
     profiles += [(n, r) for n, r in evals if r in chosen and n in timed]
     return ratios, static, tuple(evals), tuple(profiles) if prof["enabled"] else ()

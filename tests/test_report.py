@@ -251,6 +251,25 @@ def test_a_regime_timed_at_or_below_zero_gives_no_speed_ratio(fixture_results, t
     assert shown.iloc[0]["speedup [95% CI]"] == "1.10x [1.05, 1.15]"
 
 
+def test_the_speed_table_names_the_machine_each_profile_ran_on(fixture_results, tmp_path):
+    """Profiles taken on two machines stand in one table: each row says which CPU (or
+    GPU) timed it."""
+    from mindskip.report.tables import speed_table
+
+    evals = pd.DataFrame(columns=["task", "method", "ratio", "realised_skip_ratio"])
+    paths = []
+    for name, env in {"a": {"cpu": "AMD EPYC"}, "b": {"cpu": "Xeon", "gpu": "H100"}}.items():
+        prof = tmp_path / name / "profile.csv"
+        prof.parent.mkdir()
+        shutil.copy(fixture_results["profiles"][0], prof)
+        record = json.loads(fixture_results["profiles"][0].with_suffix(".json").read_text())
+        record["environment"] = env
+        prof.with_suffix(".json").write_text(json.dumps(record))
+        paths.append(prof)
+    _, shown = speed_table(collect_profiles(paths), evals)
+    assert list(shown["machine"]) == ["AMD EPYC", "Xeon"]  # CPU rows: the CPU, not the GPU
+
+
 def test_every_committed_profile_record_holds_what_the_speed_tables_read():
     records = sorted(Path(__file__).resolve().parents[1].glob("results/**/profile.json"))
     assert records

@@ -183,9 +183,10 @@ def _tables(ev, pr, layers, tr, analysis, paper_dir: Path, published, tag: str) 
             speed_table(pr, ev),
             f"Speed per regime ({tag}): speedup over dense in the same process with its 95% "
             "CI, the hand-removed ceiling's, the skip ratio on the profiled vs the scored "
-            "inputs; load: the machine's 1-minute load average at the profile's start and "
-            "end against the threads it timed with (a load well above the threads means "
-            "other work shared the CPU while it was timed).",
+            "inputs; machine: the CPU (or GPU) that timed it (rows from two machines "
+            "compare each to its own dense); load: the machine's 1-minute load average at "
+            "the profile's start and end against the threads it timed with (a load well "
+            "above the threads means other work shared the CPU while it was timed).",
         ),
         (
             "dense",

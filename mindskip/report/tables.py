@@ -144,6 +144,7 @@ def speed_table(profiles: pd.DataFrame, evals: pd.DataFrame) -> tuple[pd.DataFra
             "aten ops": df["aten_ops"],
             "KV MiB": df["kv_cache_bytes"].map(lambda b: "" if b < 0 else f"{b / 2**20:.1f}"),
             "repeats": df["repeats"],
+            "machine": df["machine"],
             "load (1 min) / threads": [
                 "" if _missing(a) or _missing(b) else f"{a:.1f}-{b:.1f} / {t}"
                 for a, b, t in zip(df["load_start"], df["load_end"], df["threads"], strict=True)

@@ -254,7 +254,7 @@ def collect_profiles(paths: Iterable[str | Path]) -> pd.DataFrame:
                     "time_not_positive": r["regime"] in not_a_time,
                     "load_start": load[0],
                     "load_end": load[1],
-                    "machine": _machine(doc, r.get("device")),
+                    "machine": _machine(r.get("device"), doc.get("environment"), taken),
                 }
             )
     return pd.DataFrame(rows)
@@ -283,12 +283,12 @@ _PROFILE_COLUMNS = (
 )
 
 
-def _machine(doc: dict[str, Any], device: Any) -> str:
-    """What timed it: the GPU's name on CUDA, else the CPU's (profiles taken on two
-    machines stand in one table; each ratio is to dense in its own process)."""
+def _machine(device: Any, *sources: dict[str, Any] | None) -> str:
+    """What timed it: the GPU's name on CUDA, else the CPU's, from the first record section
+    that names it (profiles taken on two machines stand in one table; each ratio is to
+    dense in its own process)."""
     key = "gpu" if str(device).startswith("cuda") else "cpu"
-    found = [(doc.get(k) or {}).get(key) for k in ("environment", "measurement", "env")]
-    return str(next((n for n in found if n), device))  # older records: under "env"
+    return str(next((s[key] for s in sources if s and s.get(key)), device))
 
 
 def _regime_label(r: Any) -> str:

@@ -10,15 +10,21 @@ and Snakemake benchmark (:meth:`Paths.job`) mirror each other below ``logs/`` an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Formatter
+from typing import Any
 
 from .artefacts import AdapterFolder, RouterFolder
+from .data.models import embedded_model
+
+ASSETS_DIR = "results/assets"  # shared by every results root
 
 # A job's log and benchmark path below ``logs/`` and ``logs/benchmarks/``: its stage (the
 # first part), then the names the job is for ({0}, {1}: the arguments of Paths.job).
 _JOBS: dict[str, str] = {
     "prepare_assets": "prepare_assets",
+    "convert_model": "convert_model/{0}",  # an embedded model's slug
     "roles": "roles",
     "report": "report",
     "data": "data/{model}/{0}",  # a generated dataset
@@ -46,8 +52,32 @@ class Paths:
     model: str
     suite: str
     root: str = "results"  # the config's ``results``: every output below it
+    # the embedded model's folder under the assets (EmbeddedModel.subdir); None for a
+    # folder or hub id, which nothing converts
+    converted: str | None = None
 
-    assets = "results/assets/manifest.json"  # shared by every results root
+    assets = f"{ASSETS_DIR}/manifest.json"  # the task suite and training set: every root's
+
+    @property
+    def model_asset(self) -> str | None:
+        """The converted embedded model's provenance, written last by ``convert_model``.
+        One file per model, so configs that name different models share the assets folder
+        without one's conversion counting as a change to the other's jobs."""
+        return None if self.converted is None else f"{ASSETS_DIR}/{self.converted}/provenance.json"
+
+    def asset_inputs(self) -> dict[str, str]:
+        """What every job that loads the model or reads the assets takes as input."""
+        model = {"model_asset": self.model_asset} if self.model_asset else {}
+        return {"assets": self.assets, **model}
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Paths:
+        """The paths of a (validated) config: its model, suite, results root, and the
+        folder its embedded model is converted to."""
+        spec = embedded_model(config["model"]["source"])
+        root = config.get("results", "results")
+        subdir = spec.subdir if spec is not None else None
+        return cls(config["model"]["name"], config["eval"]["suite"], root, subdir)
 
     @classmethod
     def patterns(cls, root: str) -> Paths:

@@ -160,7 +160,7 @@ class Plan:
     def inputs(self, name: str, ratio: str) -> dict[str, str]:
         """The files a method needs at a ratio, by role (rules unpack this)."""
         m, p = self.method(name), self.paths
-        out = {"assets": p.assets}
+        out = p.asset_inputs()
         run = self.runs.get(m.run) if m.run else None
         if m.kind == "lora":
             out |= p.lora(m.run).inputs()
@@ -331,9 +331,7 @@ def plan(config: Mapping[str, Any]) -> Plan:
         runs[run.slug] = run
     methods = _methods(config, runs, loras)
     ratios, static, evals, profiles = _jobs(config, methods, runs)
-    paths = Paths(
-        config["model"]["name"], config["eval"]["suite"], config.get("results", "results")
-    )
+    paths = Paths.of(config)
     roles = choose_roles(runs.values(), {slug: methods[slug].variant for slug in runs})
     return Plan(runs, loras, methods, ratios, static, evals, profiles, paths, roles)
 

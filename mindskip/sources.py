@@ -21,12 +21,19 @@ class ModelSourceError(ValueError):
 
 
 def resolve_model_source(source: str | Path, assets_dir: str | Path = "results/assets") -> str:
-    """An embedded source becomes its converted folder, the model asset of its name in the
-    assets manifest (``embedded``: ``smollm2-135m-instruct``, also the one unnamed model of
-    a manifest written before models had names); anything else is returned as it is."""
+    """An embedded source becomes its converted folder: ``<assets_dir>/models/<slug>`` when
+    it holds the conversion (the workflow's ``convert_model`` writes it there, beside the
+    manifest, not into it), else the model asset of its name in the assets manifest
+    (``embedded``: ``smollm2-135m-instruct``, also the one unnamed model of a manifest
+    written before models had names); anything else is returned as it is."""
+    from .data.assets import converted
+
     spec = embedded_model(source)  # ValueError for an unknown embedded:<name>
     if spec is None:
         return str(source)
+    folder = Path(assets_dir) / spec.subdir
+    if converted(spec, folder):
+        return str(folder.resolve())
     manifest = Path(assets_dir) / "manifest.json"
     prepare = f"`python -m mindskip.data prepare --out {assets_dir} --model {spec.source}`"
     if not manifest.exists():

@@ -147,14 +147,33 @@ def test_resolve_says_how_to_build_a_missing_model(tmp_path):
         resolve_model_source("embedded:gemma3-270m", tmp_path / "nowhere")
 
 
+def _fake_conversion(folder: Path, spec) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    prov = {"format": 1, "gguf_sha256": spec.gguf_sha256, "files": {"config.json": "x"}}
+    (folder / "provenance.json").write_text(json.dumps(prov))
+
+
+def test_resolve_finds_a_converted_folder_the_manifest_does_not_list(tmp_path):
+    """The workflow converts each model in its own job (convert_model), so the shared
+    manifest need not list it: the folder under the assets is what a job loads."""
+    folder = _manifest(
+        tmp_path / "assets",
+        [{"name": "smollm2-135m-instruct", "kind": "model", "path": "/m/smollm2"}],
+    )
+    _fake_conversion(folder / GEMMA3_270M.subdir, GEMMA3_270M)
+    gemma = str((folder / GEMMA3_270M.subdir).resolve())
+    assert resolve_model_source("embedded:gemma3-270m", folder) == gemma
+    assert resolve_model_source("embedded", folder) == "/m/smollm2"  # not converted here
+    (folder / GEMMA3_270M.subdir / "config.json").unlink()  # a half-written folder
+    with pytest.raises(FileNotFoundError, match="lists no model 'gemma3-270m'"):
+        resolve_model_source("embedded:gemma3-270m", folder)
+
+
 def test_the_manifest_keeps_every_converted_model_by_name(tmp_path):
     out = tmp_path / "assets"
     for spec in (SMOLLM2_135M, GEMMA3_270M):
-        folder = out / spec.subdir
-        folder.mkdir(parents=True)
-        (folder / "config.json").write_text("{}")
-        prov = {"format": 1, "gguf_sha256": spec.gguf_sha256, "files": {"config.json": "x"}}
-        (folder / "provenance.json").write_text(json.dumps(prov))
+        _fake_conversion(out / spec.subdir, spec)
     assert _listed_models(out, GEMMA3_270M) == [GEMMA3_270M, SMOLLM2_135M]
     assert _listed_models(out, SMOLLM2_135M) == [SMOLLM2_135M, GEMMA3_270M]
     assert _listed_models(out, None) == [SMOLLM2_135M, GEMMA3_270M]

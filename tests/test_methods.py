@@ -295,7 +295,7 @@ def test_static_rankings_plan_both_names_and_only_similarity_reads_a_ranking():
     assert p.params("last-attn-n16", "0.250")["ranking"] == "last"
     assert p.params("last-attn-n16", "0.250")["num_routed"] == 16
     assert "ranking" in p.inputs("drop-attn-n16", "0.250")
-    assert p.inputs("last-attn-n16", "0.250") == {"assets": p.paths.assets}
+    assert p.inputs("last-attn-n16", "0.250") == p.paths.asset_inputs()  # assets and model
     only = plan(_config(baselines__static_rankings=["last"], baselines__static_ratios=[]))
     assert {n for n, m in only.methods.items() if m.kind == "static"} == {
         "last-attn-n16", "last-attn-all",

@@ -17,7 +17,7 @@ import pytest
 from mindskip.evaluate.items import write_items
 from mindskip.records import check_evaluation, check_profile
 from mindskip.report import analyse_runs, build_report, eval_frame, load_runs, sweep_points
-from mindskip.report.collect import collect_profiles, layer_frame
+from mindskip.report.collect import available_items, collect_profiles, layer_frame
 from mindskip.report.figures import figure_layer_skip, figure_quality_vs_skip
 from mindskip.roles import Roles, write_roles
 
@@ -56,6 +56,7 @@ def _record(tmp: Path, spec: dict, shift: float, wrong: dict[str, set[int]], ski
                 "task": task, "label": task, "metric": "acc_norm", "filter": "none",
                 "value": mean, "stderr": (mean * (1 - mean) / (N - 1)) ** 0.5, "n": N,
                 "num_fewshot": 0, "chance": 1 / 3, "realised_skip_ratio": skip,
+                "n_available": 10 * N,  # the runner counts the task's scored part
             }
         )  # fmt: skip
     write_items(folder / "embedded.items.jsonl.gz", items)
@@ -205,6 +206,17 @@ def test_every_committed_evaluation_record_holds_what_the_report_reads():
     assert len(records) > 50
     for path in records:
         check_evaluation(json.loads(path.read_text()), path)
+
+
+def test_the_items_the_tasks_hold_come_from_the_record_else_the_task_files(tmp_path):
+    """Without the count, a comparison more items could not decide would read
+    "inconclusive" instead of "not decidable": a missing count is an error, not a blank."""
+    rows = [{"task": "piqa_embedded", "n_available": 1638}, {"task": "g", "leaf_tasks": ["a"]}]
+    with pytest.raises(FileNotFoundError, match="a.test.jsonl is missing.*prepare"):
+        available_items({"rows": rows}, tmp_path)
+    (tmp_path / "a.test.jsonl").write_text('{"x": 1}\n{"x": 2}\n\n')
+    assert available_items({"rows": rows}, tmp_path) == 1638 + 2
+    assert available_items({"rows": []}, tmp_path) is None
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ def test_dry_run_paper_config(tmp_path):
     assert jobs["rank_importance"] == 3
     assert jobs["evaluate"] == 1 + 1 + 10 + 4 * (1 + 3 * 2 + 3 + 1)
     assert jobs["prepare_assets"] == 1
+    assert "convert_model" not in jobs  # a hub id: nothing to convert
 
 
 def test_dry_run_full_config(tmp_path):
@@ -93,6 +94,7 @@ def test_dry_run_full_config(tmp_path):
     # every router natively, and at 0.25 every router and static drop
     assert jobs["profile"] == 15 + 15 + 2 * 2
     assert jobs["roles"] == 1 and jobs["report"] == 1
+    assert jobs["convert_model"] == 1 and jobs["prepare_assets"] == 1
     out = snakemake("--dry-run", "--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(o.startswith("results/full/") or "results/assets" in o for o in outputs)
@@ -325,6 +327,22 @@ def test_changing_one_value_reruns_only_what_depends_on_it(smoke_run):
     assert jobs["profile"] == 1  # router at 0.25
     for rule in ("prepare_assets", "train_routers", "rank_importance"):
         assert rule not in jobs
+
+    # a config naming another model shares the assets folder: building its assets leaves
+    # this config's jobs alone (the model is converted by its own job, one per model; the
+    # task suite and training set depend on the assets settings only)
+    # the smoke run took its assets ready-made: give their jobs the metadata a workspace
+    # that built them holds (--touch records it and rebuilds nothing)
+    original = ["--configfile", str(smoke_run / "config.yaml")]
+    snakemake("--cores", "1", *original, "--touch", "--forcerun", "prepare_assets", cwd=smoke_run)
+    assert planned_jobs(*original, cwd=smoke_run) == Counter()
+    config = yaml.safe_load((smoke_run / "config.yaml").read_text())
+    folder = smoke_run / "results" / "assets" / "models" / "smollm2-135m-instruct"
+    config["model"] = {"name": "other-model", "source": str(folder), "dtype": "float32"}
+    changed.write_text(yaml.safe_dump(config, sort_keys=True))
+    snakemake("--cores", "1", "--configfile", str(changed), "--", "results/assets/manifest.json",
+              cwd=smoke_run)  # fmt: skip
+    assert planned_jobs(*original, cwd=smoke_run) == Counter()
 
 
 @pytest.mark.slow

@@ -84,7 +84,11 @@ def analyse_runs(runs: Sequence[EvalRun], roles: Roles, **options: Any) -> Analy
 
 def available_items(record: Mapping[str, Any], task_data: Path = TASK_DATA) -> int | None:
     """Items the scored tasks hold (their scored parts, every leaf of a group): from each
-    row's ``n_available``, else by counting the built task files; None if unknown."""
+    row's ``n_available``, else by counting the built task files; None for no rows.
+
+    Raises ``FileNotFoundError`` when a row has no ``n_available`` (a record written before
+    it was kept) and its task file is not built: without the count, a comparison that
+    more items could not decide would read "inconclusive" instead of "not decidable"."""
     total = 0
     for row in record.get("rows", []):
         if row.get("n_available") is not None:
@@ -93,7 +97,12 @@ def available_items(record: Mapping[str, Any], task_data: Path = TASK_DATA) -> i
         for leaf in row.get("leaf_tasks") or [row["task"]]:
             path = task_data / f"{leaf}.test.jsonl"
             if not path.is_file():
-                return None
+                raise FileNotFoundError(
+                    f"{path} is missing, and the dense record does not say how many items "
+                    f"{row['task']!r} holds: the verdicts need it to tell 'not decidable' "
+                    "from 'inconclusive'. Build the assets first (python -m mindskip.data "
+                    "prepare --out results/assets)"
+                )
             with path.open("rb") as f:
                 total += sum(1 for line in f if line.strip())
     return total or None

@@ -2,7 +2,7 @@ rule rank_importance:
     """Static drop ranking ("What Matters in Transformers?"): cosine similarity between a
     unit's input and output on calibration text; the most similar are dropped first."""
     input:
-        assets=ASSETS,
+        **ASSET_INPUTS,
     output:
         ranking=PATTERNS.ranking("{unit}"),
     params:

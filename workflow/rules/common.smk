@@ -7,6 +7,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from mindskip.data.prepare import check_assets_config, check_eval_tasks
+from mindskip.data.models import embedded_model
 from mindskip.data.packages import AssetPackageError
 from mindskip.paths import Paths
 from mindskip.plan import NATIVE, canonical, is_generated, plan
@@ -33,7 +34,7 @@ def check_source_or_stop() -> None:
         check_model_source(config["model"]["source"])
         a = config["assets"]
         # an embedded model.source (embedded, embedded:gemma3-270m) is converted by
-        # prepare_assets; a folder or hub id converts nothing
+        # convert_model; a folder or hub id converts nothing
         check_assets_config(a["tasks"], a["train_sources"], model=config["model"]["source"])
     except (ModelSourceError, AssetPackageError) as e:
         logger.error(f"mindskip: {e}")
@@ -43,6 +44,8 @@ PATTERNS = Paths.patterns(PATHS.root)  # the same paths with wildcards: what rul
 MODEL = PATHS.model
 SUITE = PATHS.suite
 ASSETS = PATHS.assets
+ASSET_INPUTS = PATHS.asset_inputs()  # the assets' manifest and the model's conversion
+EMBEDDED_MODEL = embedded_model(config["model"]["source"])  # None: a folder or hub id
 
 
 wildcard_constraints:
@@ -111,14 +114,14 @@ def data_source(name: str) -> str:
 
 def run_inputs(wildcards) -> dict[str, str]:
     run = PLAN.runs[wildcards.run]
-    out = {"assets": ASSETS} | data_inputs(run.entry["data"])
+    out = ASSET_INPUTS | data_inputs(run.entry["data"])
     if run.lora is not None:
         out |= PATHS.lora(run.lora).inputs()
     return out
 
 
 def lora_inputs(wildcards) -> dict[str, str]:
-    return {"assets": ASSETS} | data_inputs(PLAN.loras[wildcards.lora].entry["data"])
+    return ASSET_INPUTS | data_inputs(PLAN.loras[wildcards.lora].entry["data"])
 
 
 def split_settings(name: str | None = None) -> dict:
@@ -160,7 +163,7 @@ def generated_datasets() -> list[str]:
 
 def calibration_inputs(wildcards) -> dict[str, str]:
     run = PLAN.runs[wildcards.run]
-    out = {"assets": ASSETS} | PATHS.routers(wildcards.run).inputs()
+    out = ASSET_INPUTS | PATHS.routers(wildcards.run).inputs()
     if run.lora is not None:
         out |= PATHS.lora(run.lora).inputs()
     return out

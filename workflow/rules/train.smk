@@ -3,7 +3,7 @@ rule generate_data:
     split, answered by the dense model (greedy, bounded length); built once, its settings
     and hashes in the sidecar."""
     input:
-        assets=ASSETS,
+        **ASSET_INPUTS,
     output:
         data=PATTERNS.data("{dataset}"),
         manifest=PATTERNS.data_manifest("{dataset}"),

@@ -1,4 +1,5 @@
-"""Shim: build the embedded assets (mindskip.data.prepare.prepare_assets)."""
+"""Shim: build the task suite and training set (mindskip.data.prepare.prepare_assets);
+the model is convert_model's."""
 
 from pathlib import Path
 
@@ -13,6 +14,6 @@ prepare_assets(
     tasks=a["tasks"],
     train_sources=a["train_sources"],
     bigbench_tasks=a["bigbench_tasks"],
-    model=sm.params.model["source"],  # embedded, embedded:<name> (converted) or none
+    model=None,
     per_source_cap=a["per_source_cap"],
 )

@@ -80,19 +80,19 @@ def test_dry_run_paper_config(tmp_path):
 def test_dry_run_full_config(tmp_path):
     """config/full.yaml: the paper's matrix at 135M, every job planned under results/full."""
     jobs = planned_jobs("--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)
-    # 15 runs: the swept one, 5 more unit x routing, 2 sample sizes, distill, generated
+    # 16 runs: the swept one, 5 more unit x routing, 3 sample sizes, distill, generated
     # data, routers on LoRA (each at 0.25 only), and 4 of the authors' recipe at the sweep's
-    assert jobs["train_routers"] == 15
+    assert jobs["train_routers"] == 16
     assert jobs["train_lora"] == 1 and jobs["generate_data"] == 1
-    assert jobs["calibrate_thresholds"] == 3 + 10 + 4 * 3
+    assert jobs["calibrate_thresholds"] == 3 + 11 + 4 * 3
     assert jobs["rank_importance"] == 1  # static drop of attention only
     swept = 3 * (1 + 3 + 1)  # router, 3 random seeds, its pattern, at the 3 swept ratios
     # attention over 2 candidate sets by 2 rankings, at the 3 swept and 2 static ratios
     static = (3 + 2) * 2 * 2
     # dense, LoRA, every run natively, the swept family, static, the others at their ratios
-    assert jobs["evaluate"] == 1 + 1 + 15 + swept + static + 10 + 4 * 3
+    assert jobs["evaluate"] == 1 + 1 + 16 + swept + static + 11 + 4 * 3
     # every router natively, and at 0.25 every router and static drop
-    assert jobs["profile"] == 15 + 15 + 2 * 2
+    assert jobs["profile"] == 16 + 16 + 2 * 2
     assert jobs["roles"] == 1 and jobs["report"] == 1
     assert jobs["convert_model"] == 1 and jobs["prepare_assets"] == 1
     out = snakemake("--dry-run", "--configfile", str(ROOT / "config" / "full.yaml"), cwd=tmp_path)

@@ -194,10 +194,16 @@ def published_inputs() -> list[str]:
     return [str(path)] if path.is_file() else []
 
 
+def table_outputs() -> list[str]:
+    return [PATHS.table(t, ext) for t in TABLES for ext in ("csv", "md", "tex")]
+
+
+def figure_outputs(ext: str) -> list[str]:
+    return [PATHS.figure(f, ext) for f in FIGURES]
+
+
 def report_outputs() -> list[str]:
-    out = [PATHS.table(t, ext) for t in TABLES for ext in ("csv", "md", "tex")]
-    out += [PATHS.figure(f, ext) for f in FIGURES for ext in ("png", "pdf")]
-    return out
+    return table_outputs() + figure_outputs("png") + figure_outputs("pdf")
 
 
 def all_outputs() -> list[str]:

@@ -28,11 +28,11 @@ rule report:
         paper=workflow.source_path("../../resources/paper/main_results.csv"),
         published=published_inputs(),
     output:
-        tables=[PATHS.table(t, ext) for t in TABLES for ext in ("csv", "md", "tex")],
-        pdfs=[PATHS.figure(f, "pdf") for f in FIGURES],
+        tables=table_outputs(),
+        pdfs=figure_outputs("pdf"),
         pngs=[
-            report(PATHS.figure(f, "png"), category="Figures", caption="../report/figure.rst")
-            for f in FIGURES
+            report(png, category="Figures", caption="../report/figure.rst")
+            for png in figure_outputs("png")
         ],
     params:
         paper_dir=PAPER_DIR,

@@ -33,7 +33,14 @@ def test_every_file_a_method_loads_is_a_declared_input():
     assert on_lora["lora"].endswith("/adapter_model.safetensors")
     assert on_lora["lora_config"].endswith("/adapter_config.json")
     assert Path(on_lora["lora"]).parent == Path(on_lora["lora_config"]).parent
-    assert full.inputs(roles.lora, "native").keys() == {"assets", "lora", "lora_config"}
+    assert full.inputs(roles.lora, "native").keys() == {
+        "assets",
+        "model_asset",
+        "lora",
+        "lora_config",
+    }
+    # the model a job loads is its conversion's provenance, one file per embedded model
+    assert routers["model_asset"] == "results/assets/models/smollm2-135m-instruct/provenance.json"
 
 
 def test_a_folder_is_found_only_from_its_own_files(tmp_path):

@@ -506,7 +506,7 @@ def test_the_plan_gives_each_claim_its_standard_runs(tmp_path):
     roles = full.roles
     main = full.runs[roles.mindskip]
     assert (main.unit, main.routing, main.ratios) == ("attn", "sequence", full.ratios)
-    assert sorted(roles.samples) == [192, 500, 1000] and roles.samples[192] == roles.mindskip
+    assert sorted(roles.samples) == [192, 500, 1000, 2000] and roles.samples[192] == roles.mindskip
     assert {u: full.runs[s].unit for u, s in roles.units.items()} == {
         "mlp": "mlp",
         "block": "block",

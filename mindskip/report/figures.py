@@ -512,9 +512,11 @@ def figure_claim_samples(
             ax.errorbar(g["n"], g[m] * scale, yerr=_ci(g, m, scale), color=tones[i % 7],
                         marker="o", capsize=3, label=label)  # fmt: skip
         for n, y, r in zip(g["n"], g["kl"], g["realised_skip_ratio"], strict=True):
+            first = n == g["n"].min()  # left of the first point the label would meet the axis
             axes[0][0].annotate(
-                f"realised {r:.3f}", (n, y), textcoords="offset points", xytext=(-5, -12),
-                fontsize=7, color="dimgray", ha="right",
+                f"realised {r:.3f}", (n, y), textcoords="offset points",
+                xytext=(5 if first else -5, -12), fontsize=7, color="dimgray",
+                ha="left" if first else "right",
             )  # fmt: skip
         drawn.append({"label": label, "x": list(map(int, g["n"])), "kl": list(g["kl"]),
                       "acc_diff": list(g["acc_diff"]),

@@ -119,17 +119,18 @@ def test_dry_run_full_config_of_the_second_model(tmp_path):
     own root; static drop covers k = 2..6 of 18 without scoring one k twice."""
     config = ROOT / "config" / "full-gemma3.yaml"
     jobs = planned_jobs("--configfile", str(config), cwd=tmp_path)
-    # the swept run, token, MLP, block, 500 samples (claim 5), routers on the LoRA (claim 6)
-    assert jobs["train_routers"] == 6 and jobs["train_lora"] == 1
-    # the swept run at 2 ratios, 5 others at 0.25, the token run also at 0.375 (claim 3
+    # the swept run, token, MLP, block, 500 and 1000 samples (claim 5), routers on the LoRA
+    # (claim 6)
+    assert jobs["train_routers"] == 7 and jobs["train_lora"] == 1
+    # the swept run at 2 ratios, 6 others at 0.25, the token run also at 0.375 (claim 3
     # matches it to the sequence run's higher realised ratio)
-    assert jobs["calibrate_thresholds"] == 2 + 5 + 1
+    assert jobs["calibrate_thresholds"] == 2 + 6 + 1
     static = (2 + 3) * 2  # 2 swept + 3 static ratios, over the routed and over all layers
     # dense, the LoRA, every run natively, the swept run and its pattern at 2 ratios,
     # static, the others at their ratios
-    assert jobs["evaluate"] == 1 + 1 + 6 + 2 * 2 + static + 5 + 1
+    assert jobs["evaluate"] == 1 + 1 + 7 + 2 * 2 + static + 6 + 1
     # every run natively and at 0.25, static drop over the routed and over all layers at 0.25
-    assert jobs["profile"] == 6 + 6 + 2
+    assert jobs["profile"] == 7 + 7 + 2
     out = snakemake("--dry-run", "--configfile", str(config), cwd=tmp_path)
     outputs = re.findall(r"output: (\S+?)[,\n]", out.stdout)
     assert outputs and all(

@@ -16,7 +16,7 @@ from string import Formatter
 from typing import Any
 
 from .artefacts import AdapterFolder, RouterFolder
-from .data.models import embedded_model
+from .data.models import EmbeddedModel, embedded_model
 
 ASSETS_DIR = "results/assets"  # shared by every results root
 
@@ -52,9 +52,7 @@ class Paths:
     model: str
     suite: str
     root: str = "results"  # the config's ``results``: every output below it
-    # the embedded model's folder under the assets (EmbeddedModel.subdir); None for a
-    # folder or hub id, which nothing converts
-    converted: str | None = None
+    embedded: EmbeddedModel | None = None  # None: a folder or hub id, which nothing converts
 
     assets = f"{ASSETS_DIR}/manifest.json"  # the task suite and training set: every root's
 
@@ -63,7 +61,9 @@ class Paths:
         """The converted embedded model's provenance, written last by ``convert_model``.
         One file per model, so configs that name different models share the assets folder
         without one's conversion counting as a change to the other's jobs."""
-        return None if self.converted is None else f"{ASSETS_DIR}/{self.converted}/provenance.json"
+        if self.embedded is None:
+            return None
+        return f"{ASSETS_DIR}/{self.embedded.subdir}/provenance.json"
 
     def asset_inputs(self) -> dict[str, str]:
         """What every job that loads the model or reads the assets takes as input."""
@@ -73,11 +73,10 @@ class Paths:
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> Paths:
         """The paths of a (validated) config: its model, suite, results root, and the
-        folder its embedded model is converted to."""
+        embedded model it converts."""
         spec = embedded_model(config["model"]["source"])
         root = config.get("results", "results")
-        subdir = spec.subdir if spec is not None else None
-        return cls(config["model"]["name"], config["eval"]["suite"], root, subdir)
+        return cls(config["model"]["name"], config["eval"]["suite"], root, spec)
 
     @classmethod
     def patterns(cls, root: str) -> Paths:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .data.models import EMBEDDED, embedded_model, is_embedded
 from .hub import hub_offline, hub_reachable
+from .paths import ASSETS_DIR
 
 __all__ = ["EMBEDDED", "ModelSourceError", "check_model_source", "resolve_model_source"]
 
@@ -20,7 +21,7 @@ class ModelSourceError(ValueError):
     """A model source that no job could load; the message says what to do."""
 
 
-def resolve_model_source(source: str | Path, assets_dir: str | Path = "results/assets") -> str:
+def resolve_model_source(source: str | Path, assets_dir: str | Path = ASSETS_DIR) -> str:
     """An embedded source becomes its converted folder: ``<assets_dir>/models/<slug>`` when
     it holds the conversion (the workflow's ``convert_model`` writes it there, beside the
     manifest, not into it), else the model asset of its name in the assets manifest

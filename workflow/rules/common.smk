@@ -7,7 +7,6 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from mindskip.data.prepare import check_assets_config, check_eval_tasks
-from mindskip.data.models import embedded_model
 from mindskip.data.packages import AssetPackageError
 from mindskip.paths import Paths
 from mindskip.plan import NATIVE, canonical, is_generated, plan
@@ -45,7 +44,7 @@ MODEL = PATHS.model
 SUITE = PATHS.suite
 ASSETS = PATHS.assets
 ASSET_INPUTS = PATHS.asset_inputs()  # the assets' manifest and the model's conversion
-EMBEDDED_MODEL = embedded_model(config["model"]["source"])  # None: a folder or hub id
+EMBEDDED_MODEL = PATHS.embedded  # None: a folder or hub id
 
 
 wildcard_constraints:

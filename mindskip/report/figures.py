@@ -258,6 +258,13 @@ def _note(ax: Any, text: str) -> None:
     )  # fmt: skip
 
 
+def _colours(plt: Any, n: int) -> list[Any]:
+    """``n`` colours for series told apart by colour alone: tab10, or tab20 past ten (tab10
+    repeated, so two series drew in one colour)."""
+    palette = list(plt.get_cmap("tab10" if n <= 10 else "tab20").colors)
+    return [palette[k % len(palette)] for k in range(n)]
+
+
 def _cap(series: list, limit: int = MAX_SERIES - 1) -> tuple[list, int]:
     """At most ``limit`` series (dense is the last of :data:`MAX_SERIES`)."""
     return series[:limit], max(0, len(series) - limit)
@@ -595,11 +602,10 @@ def figure_pareto(
         _empty(axes[0][0], "no profiles")
         for ax in axes.flat[1:]:
             ax.set_axis_off()
-    palette = list(plt.get_cmap("tab10").colors)
     for i, unit in enumerate(units):
         mine = sorted(m for m in profiled["method"].unique() if s[m].get("unit", "attn") == unit)
         names = distinct({m: s[m] for m in mine})
-        colour = {m: palette[k % len(palette)] for k, m in enumerate(mine)}
+        colour = dict(zip(mine, _colours(plt, len(mine)), strict=True))
         handles: dict[str, Any] = {}
         for ax, regime in zip(axes[i], regimes, strict=False):
             ax.axvline(1.0, color="grey", lw=0.8)
@@ -738,17 +744,19 @@ def figure_training_curves(
     units += sorted({x.get("unit", "attn") for x in rspecs.values()} - set(units))
     nrows = max(1, len(units))
     fig, axes = plt.subplots(nrows, 2, figsize=(11, 0.6 + 3.2 * nrows), squeeze=False)
-    palette = list(plt.get_cmap("tab10").colors)
     drawn = []
     for i, unit in enumerate(units):
         a1, a2 = axes[i]
-        mine = [m for m in curves if rspecs[m["run"]].get("unit", "attn") == unit]
-        for k, m in enumerate(sorted(mine, key=lambda m: names[m["run"]])):
+        mine = sorted((m for m in curves if rspecs[m["run"]].get("unit", "attn") == unit),
+                      key=lambda m: names[m["run"]])  # fmt: skip
+        for m, colour in zip(mine, _colours(plt, len(mine)), strict=True):
             curve = m.get("curve") or m.get("log") or []
             steps = [c["step"] for c in curve]
-            label, c = names[m["run"]], palette[k % len(palette)]
-            a1.plot(steps, [x.get("lm_loss", x.get("loss")) for x in curve], label=label, color=c)
-            a2.plot(steps, [x["capacity"] for x in curve], label=label, color=c)
+            label = names[m["run"]]
+            a1.plot(
+                steps, [x.get("lm_loss", x.get("loss")) for x in curve], label=label, color=colour
+            )
+            a2.plot(steps, [x["capacity"] for x in curve], label=label, color=colour)
             target = (m.get("mindskip_config") or {}).get("capacity_target")
             if target is not None:
                 a2.axhline(target, ls="--", lw=0.8, color="grey")
